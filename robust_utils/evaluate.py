@@ -1,0 +1,170 @@
+"""Clean and robust accuracy, accuracy-vs-eps grids and confusion matrices.
+
+Predictions run under ``torch.inference_mode``; attacks need gradients and run outside it,
+batch by batch. Nothing here changes the model's train/eval mode.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from sklearn.metrics import confusion_matrix as _sk_confusion_matrix
+from torch import nn
+
+from . import attacks, cache
+from ._checks import check_eps, check_images, check_labels, check_positive_int
+from .losses import get_loss
+
+Attack = Callable[[nn.Module, torch.Tensor, torch.Tensor, float], torch.Tensor]
+
+
+def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+    """Predicted labels argmax_k logits, (N,) int64, computed in batches under inference_mode."""
+    check_positive_int(batch_size, "batch_size")
+    with torch.inference_mode():
+        return torch.cat([model(xb).argmax(1) for xb in x.split(batch_size)]) if len(x) else torch.empty(0, dtype=torch.int64)
+
+
+def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1000) -> float:
+    """Clean accuracy in [0, 1]: the fraction of x classified as y.
+
+    Args:
+        x: (N, C, H, W) float32 in [0, 1].   y: (N,) int64.
+    """
+    check_images(x)
+    check_labels(y, x.shape[0])
+    return (predict(model, x, batch_size) == y).float().mean().item()
+
+
+def attack_fn(name: str, loss: str = "ce", loss_kwargs: dict | None = None, **kwargs) -> Attack:
+    """An attack ``(model, x, y, eps) -> x_adv`` by name, for the eps-grid helpers.
+
+    Args:
+        name: "fgsm" or "pgd" (the eps-bounded attacks).
+        loss: the loss the attack ascends, by name ("ce", "hr"); loss_kwargs: its arguments (e.g. alpha).
+        kwargs: the attack's other arguments. For "pgd": steps (default 40), norm ("inf"),
+            restarts (1), random_start (True), and alpha; without alpha the step is
+            ``2.5 * eps / steps`` (Madry et al. 2018).
+    Raises:
+        ValueError: unknown name or loss.
+    """
+    loss_fn = get_loss(loss, **(loss_kwargs or {}))
+    if name == "fgsm":
+        return functools.partial(_fgsm, loss_fn=loss_fn, **kwargs)
+    if name == "pgd":
+        return functools.partial(_pgd, loss_fn=loss_fn, **kwargs)
+    raise ValueError(f"unknown eps-bounded attack {name!r}; valid: fgsm, pgd")
+
+
+def _fgsm(model, x, y, eps, loss_fn, **kw):
+    return attacks.fgsm(model, x, y, eps, loss_fn=loss_fn, **kw)
+
+
+def _pgd(model, x, y, eps, loss_fn, steps=40, alpha=None, **kw):
+    alpha = alpha if alpha is not None else 2.5 * eps / steps
+    if eps == 0:
+        return x.clone()
+    return attacks.pgd(model, x, y, eps, alpha, steps, loss_fn=loss_fn, **kw)
+
+
+def adversarial_examples(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: Attack, eps: float,
+                         batch_size: int = 500) -> torch.Tensor:
+    """Run ``attack`` batch by batch; returns x_adv (N, C, H, W) in [0, 1].
+
+    With a batch-level loss (the HR loss) the result depends on ``batch_size``.
+    """
+    check_images(x)
+    check_labels(y, x.shape[0])
+    check_positive_int(batch_size, "batch_size")
+    if eps == 0:
+        return x
+    return torch.cat([attack(model, xb, yb, eps) for xb, yb in zip(x.split(batch_size), y.split(batch_size))])
+
+
+def robust_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: Attack, eps_grid: Sequence[float],
+                    batch_size: int = 500, norm: str = "inf") -> dict[float, float]:
+    """Accuracy under ``attack`` at every eps of the grid (eps = 0: clean accuracy).
+
+    Args:
+        attack: ``(model, x, y, eps) -> x_adv``, e.g. ``attack_fn("fgsm")``.
+        eps_grid: budgets in pixel units of [0, 1] (Linf unless norm="2").
+    Returns:
+        {eps: accuracy in [0, 1]} in the order of the grid.
+    Raises:
+        ValueError: an eps out of range (checked for the whole grid before any attack runs).
+    """
+    grid = [check_eps(e, norm) for e in eps_grid]
+    return {e: accuracy(model, adversarial_examples(model, x, y, attack, e, batch_size), y) for e in grid}
+
+
+def confusion_matrix(y_true: torch.Tensor, y_pred: torch.Tensor, num_classes: int) -> np.ndarray:
+    """Column-normalised confusion matrix C[y_hat, y] = p(Y_hat = y_hat | Y = y) (Picot et al., section 3).
+
+    Rows are the predicted class, columns the true class, as in the paper; each column sums to 1
+    (a class absent from y_true gives a zero column).
+
+    Returns:
+        (K, K) float64 numpy array.
+    """
+    c = _sk_confusion_matrix(y_true.cpu().numpy(), y_pred.cpu().numpy(), labels=list(range(num_classes)))
+    col = c.sum(axis=1, keepdims=True)
+    rows_true = np.divide(c, col, out=np.zeros_like(c, dtype=np.float64), where=col > 0)
+    return rows_true.T
+
+
+def identity_gap(c: np.ndarray) -> float:
+    """||I_K - C||_F, the Frobenius distance of a confusion matrix from perfect classification."""
+    return float(np.linalg.norm(np.eye(c.shape[0]) - c, ord="fro"))
+
+
+class RobustAccuracyMonitor:
+    """Training callback: accuracy on a validation set at each eps of a grid (Picot et al., Figure 1).
+
+    Args:
+        x, y: validation images (N, C, H, W) float32 in [0, 1] and labels (N,) int64.
+        eps_grid: budgets (0 gives clean accuracy).   attack: attack name for ``attack_fn``.
+        loss: the loss the attack ascends.   batch_size: attack batch size.
+    Returns (when called): {"val_acc@eps=<eps>": accuracy} for every eps.
+    """
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, eps_grid: Sequence[float], attack: str = "fgsm",
+                 loss: str = "ce", loss_kwargs: dict | None = None, batch_size: int = 500):
+        self.x, self.y, self.batch_size = x, y, batch_size
+        self.eps_grid = [check_eps(e) for e in eps_grid]
+        self.attack_name, self.loss, self.loss_kwargs = attack, loss, dict(loss_kwargs or {})
+        self.attack = attack_fn(attack, loss=loss, loss_kwargs=self.loss_kwargs)
+
+    def __call__(self, epoch: int, model: nn.Module) -> dict[str, float]:
+        acc = robust_accuracy(model, self.x, self.y, self.attack, self.eps_grid, self.batch_size)
+        return {f"val_acc@eps={e:g}": a for e, a in acc.items()}
+
+    def cache_key(self) -> dict:
+        return {"monitor": "robust_accuracy", "data": cache.tensor_digest(self.x, self.y), "eps": self.eps_grid,
+                "attack": self.attack_name, "loss": self.loss, "loss_kwargs": self.loss_kwargs,
+                "batch_size": self.batch_size}
+
+
+def accuracy_table(models: dict[str, nn.Module], x: torch.Tensor, y: torch.Tensor, attacks_by_name: dict[str, Attack],
+                   eps_grid: Sequence[float], batch_size: int = 500) -> "pd.DataFrame":
+    """Accuracy of every model under every attack at every eps, as a long DataFrame.
+
+    Args:
+        models: {model label: model}.   attacks_by_name: {attack label: ``(model, x, y, eps) -> x_adv``}.
+        eps_grid: budgets (eps = 0 is clean accuracy, computed once per model and repeated).
+    Returns:
+        DataFrame with columns model, attack, eps, accuracy (one row per combination).
+    """
+    import pandas as pd
+
+    grid = [check_eps(e) for e in eps_grid]
+    rows = []
+    for m_name, model in models.items():
+        clean = accuracy(model, x, y) if 0.0 in grid else None
+        for a_name, attack in attacks_by_name.items():
+            for e in grid:
+                acc = clean if e == 0 else accuracy(model, adversarial_examples(model, x, y, attack, e, batch_size), y)
+                rows.append({"model": m_name, "attack": a_name, "eps": e, "accuracy": acc})
+    return pd.DataFrame(rows)

@@ -1,0 +1,117 @@
+"""Models for MNIST-sized inputs. Each maps x (N, C, H, W) float32 in [0, 1] to logits (N, K).
+
+Normalisation, where a model wants it, is its own first layer, so every attack works in the
+pixel space [0, 1].
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+
+class MLP(nn.Module):
+    """Fully connected ReLU network: flatten -> widths... -> num_classes.
+
+    Args:
+        in_features: input size after flattening (784 for MNIST).
+        widths: hidden layer widths, e.g. (100, 100, 100) for Khan et al.'s 784-100-100-100-10.
+        num_classes: K.
+    Shapes: x (N, C, H, W) or (N, in_features) float32 -> logits (N, K) float32.
+    """
+
+    def __init__(self, in_features: int = 784, widths: Sequence[int] = (100, 100, 100), num_classes: int = 10):
+        super().__init__()
+        layers: list[nn.Module] = [nn.Flatten()]
+        prev = in_features
+        for w in widths:
+            layers += [nn.Linear(prev, w), nn.ReLU()]
+            prev = w
+        layers.append(nn.Linear(prev, num_classes))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class MnistCNN(nn.Module):
+    """Two convolutional layers, each followed by 2x2 max pooling, then two fully connected layers.
+
+    The MNIST network of Picot et al. (Appendix C). The paper does not give the widths; the
+    defaults (5x5 convolutions with 32 and 64 channels, 'same' padding, a 1024-unit hidden layer)
+    are the classic TensorFlow MNIST tutorial network of that architecture (also Madry et al.'s
+    MNIST model). Smaller widths are parameters for the CPU profiles.
+
+    Args:
+        channels: (c1, c2) convolution channels.   hidden: fully connected width.
+        kernel_size: convolution kernel.   in_channels, image_size, num_classes: input geometry and K.
+    Shapes: x (N, in_channels, image_size, image_size) float32 -> logits (N, K) float32.
+    """
+
+    def __init__(self, channels: Sequence[int] = (32, 64), hidden: int = 1024, kernel_size: int = 5,
+                 in_channels: int = 1, image_size: int = 28, num_classes: int = 10):
+        super().__init__()
+        c1, c2 = channels
+        pad = kernel_size // 2
+        self.features = nn.Sequential(
+            nn.Conv2d(in_channels, c1, kernel_size, padding=pad), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(c1, c2, kernel_size, padding=pad), nn.ReLU(), nn.MaxPool2d(2),
+        )
+        side = image_size // 4
+        self.classifier = nn.Sequential(
+            nn.Flatten(), nn.Linear(c2 * side * side, hidden), nn.ReLU(), nn.Linear(hidden, num_classes)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+
+class LeNet5(nn.Module):
+    """LeNet-5 (LeCun et al. 1998) for 28x28 inputs: conv5(6, pad 2)-pool-conv5(16)-pool-120-84-K, ReLU.
+
+    Shapes: x (N, 1, 28, 28) float32 -> logits (N, K) float32.
+    """
+
+    def __init__(self, in_channels: int = 1, num_classes: int = 10):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(in_channels, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2),
+        )
+        self.classifier = nn.Sequential(
+            nn.Flatten(), nn.Linear(16 * 5 * 5, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(),
+            nn.Linear(84, num_classes),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+
+MODELS = {"mlp": MLP, "mnist_cnn": MnistCNN, "lenet5": LeNet5}
+
+
+def build_model(name: str, seed: int, device: str | torch.device = "auto", **kwargs) -> nn.Module:
+    """Build a model by name with seed-determined initial weights, on ``device``.
+
+    The global RNG state is left as it was (the initialisation uses a forked RNG).
+
+    Args:
+        name: "mlp", "mnist_cnn" or "lenet5".   seed: initialisation seed.
+        device: "auto", "cpu", "cuda" or a torch.device.   kwargs: the model's constructor arguments.
+    Raises:
+        ValueError: unknown name or constructor argument.
+    """
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; valid: {', '.join(MODELS)}")
+    from .runtime import resolve_device
+
+    dev = resolve_device(device)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        try:
+            model = MODELS[name](**kwargs)
+        except TypeError as e:
+            raise ValueError(f"bad arguments for model {name!r}: {e}") from None
+    return model.to(dev)

@@ -1,0 +1,28 @@
+"""Where things live: the project root, the figures folder, the checkpoint cache."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def project_root() -> Path:
+    """The repository root (the folder holding robust_utils/, notebooks/, data/, figures/)."""
+    return Path(__file__).resolve().parent.parent
+
+
+def figures_root() -> Path:
+    """Root of regenerated outputs: $ROBUST_UTILS_FIGURES, else <repo>/figures."""
+    env = os.environ.get("ROBUST_UTILS_FIGURES")
+    return Path(env) if env else project_root() / "figures"
+
+
+def cache_root() -> Path:
+    """Checkpoint cache: $ROBUST_UTILS_CACHE, else ~/.cache/robust_utils."""
+    env = os.environ.get("ROBUST_UTILS_CACHE")
+    return Path(env) if env else Path.home() / ".cache" / "robust_utils"
+
+
+def notebooks_dir() -> Path:
+    """The folder of the companion's notebooks (and their params/)."""
+    return project_root() / "notebooks"

@@ -1,0 +1,82 @@
+"""The figures the notebooks share. Each function returns the matplotlib Figure it drew."""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import seaborn as sns
+import torch
+
+
+def training_curves(histories: Mapping[str, Mapping[str, Sequence[float]]], metrics: Sequence[str],
+                    metric_labels: Sequence[str] | None = None, title: str = "", ylabel: str = "validation accuracy"):
+    """Metric per epoch for several runs (Picot et al., Figure 1).
+
+    Args:
+        histories: {run label: FitResult.history}.   metrics: history keys to plot (one line style each).
+        metric_labels: legend text per metric (default: the keys).
+    """
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    styles = ["-", "--", ":", "-."]
+    labels = list(metric_labels or metrics)
+    for ci, (run, hist) in enumerate(histories.items()):
+        for mi, m in enumerate(metrics):
+            ax.plot(hist["epoch"], hist[m], styles[mi % len(styles)], color=f"C{ci}", marker="o", ms=3,
+                    label=f"{run}, {labels[mi]}")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def accuracy_vs_eps(curves: Mapping[str, Mapping[float, float]], title: str = "", xlabel: str = "eps (Linf, pixel scale [0, 1])"):
+    """Accuracy against the budget eps, one line per model/attack (the eps sweep)."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    for label, acc in curves.items():
+        eps = sorted(acc)
+        ax.plot(eps, [acc[e] for e in eps], marker="o", ms=3, label=label)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("accuracy")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def confusion_matrices(matrices: Mapping[str, np.ndarray], title: str = ""):
+    """Side-by-side heatmaps of column-normalised confusion matrices C[y_hat, y]."""
+    fig, axes = plt.subplots(1, len(matrices), figsize=(4.6 * len(matrices), 4.0), squeeze=False)
+    for ax, (label, c) in zip(axes[0], matrices.items()):
+        sns.heatmap(c, ax=ax, vmin=0, vmax=1, cmap="viridis", square=True, cbar=False, annot=False)
+        ax.set_xlabel("true class y")
+        ax.set_ylabel("predicted class y_hat")
+        ax.set_title(label)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def image_grid(rows: Mapping[str, torch.Tensor], captions: Mapping[str, Sequence[str]] | None = None, title: str = ""):
+    """A grid of images: one row per entry of ``rows`` ((n, C, H, W) in [0, 1]), captions per image."""
+    n = max(len(v) for v in rows.values())
+    fig, axes = plt.subplots(len(rows), n, figsize=(1.4 * n, 1.6 * len(rows)), squeeze=False)
+    for r, (label, imgs) in enumerate(rows.items()):
+        for c in range(n):
+            ax = axes[r][c]
+            ax.axis("off")
+            if c < len(imgs):
+                img = imgs[c].detach().cpu()
+                ax.imshow(img[0] if img.shape[0] == 1 else img.permute(1, 2, 0), cmap="gray", vmin=0, vmax=1)
+                if captions and label in captions:
+                    ax.set_title(captions[label][c], fontsize=7)
+        axes[r][0].text(-0.1, 0.5, label, transform=axes[r][0].transAxes, ha="right", va="center", fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig

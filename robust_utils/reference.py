@@ -1,0 +1,80 @@
+"""The papers' published numbers, verbatim, each with paper, table (or section), row and column.
+
+This is the only place in the companion where a number is typed in by hand. Notebooks look
+values up here; every value is the paper's, not ours.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+PAPERS = {
+    "picot": "M. Picot, P. Piantanida, F. Messina, F. Labeau. Modelling the uncertainty of a deep neural "
+             "network enhances its adversarial robustness (GRETSI). ../shared/papers/001_451a8b2089dff3bb.txt",
+}
+
+
+@dataclass(frozen=True)
+class Published:
+    """One published number: ``value`` at (paper, table, row, column), with a note on its meaning."""
+
+    paper: str
+    table: str
+    row: str
+    column: str
+    value: float
+    note: str = ""
+
+
+def _picot_table1() -> list[Published]:
+    # Table 1: test accuracy; rows eps (FGSM, Linf, pixel scale [0, 1]); columns are
+    # training/attack combinations x dataset. CE: trained CE, attacked with CE; HRCE: trained HR,
+    # attacked with CE; HR: trained HR, attacked with HR; CEHR: trained CE, attacked with HR.
+    # Each triple is (MNIST, CIFAR-10, SVHN), averaged over 5 runs (section 3).
+    rows = {
+        "0": {"CE": (0.985, 0.656, 0.865), "HRCE": (0.986, 0.685, 0.901),
+              "HR": (0.986, 0.685, 0.901), "CEHR": (0.985, 0.656, 0.865)},
+        "0.1": {"CE": (0.907, 0.296, 0.797), "HRCE": (0.945, 0.337, 0.836),
+                "HR": (0.977, 0.324, 0.835), "CEHR": (0.977, 0.288, 0.801)},
+        "0.25": {"CE": (0.852, 0.282, 0.672), "HRCE": (0.861, 0.320, 0.704),
+                 "HR": (0.974, 0.306, 0.698), "CEHR": (0.972, 0.271, 0.674)},
+    }
+    out = []
+    for eps, combos in rows.items():
+        for combo, values in combos.items():
+            for dataset, v in zip(("MNIST", "CIFAR-10", "SVHN"), values):
+                out.append(Published("picot", "Table 1", f"eps={eps}", f"{combo}/{dataset}", v,
+                                     "test accuracy under FGSM, mean of 5 runs"))
+    return out
+
+
+PUBLISHED: list[Published] = _picot_table1() + [
+    # Section 3, last paragraph: MNIST, FGSM with the CE loss at eps = 0.1.
+    Published("picot", "Section 3", "||I - C||_F", "HR", 0.23, "confusion matrix under CE-FGSM eps=0.1, MNIST"),
+    Published("picot", "Section 3", "||I - C||_F", "CE", 0.40, "confusion matrix under CE-FGSM eps=0.1, MNIST"),
+]
+
+
+def lookup(paper: str, table: str, row: str, column: str) -> float:
+    """The published value at (paper, table, row, column).
+
+    Raises:
+        KeyError: no such entry (the message lists the paper's tables).
+    """
+    for p in PUBLISHED:
+        if (p.paper, p.table, p.row, p.column) == (paper, table, row, column):
+            return p.value
+    tables = sorted({p.table for p in PUBLISHED if p.paper == paper})
+    raise KeyError(f"no published value for {paper!r} {table!r} row {row!r} column {column!r}; "
+                   f"tables of {paper!r}: {tables}")
+
+
+def table(paper: str, table: str) -> pd.DataFrame:
+    """A published table as a DataFrame (rows x columns), values verbatim."""
+    entries = [p for p in PUBLISHED if p.paper == paper and p.table == table]
+    if not entries:
+        raise KeyError(f"no published table {table!r} for paper {paper!r}")
+    df = pd.DataFrame([{"row": p.row, "column": p.column, "value": p.value} for p in entries])
+    return df.pivot(index="row", columns="column", values="value").loc[list(dict.fromkeys(p.row for p in entries))]

@@ -1,0 +1,92 @@
+"""What a notebook leaves behind: PNG figures and ``results.json`` in figures/<profile>/<notebook>/.
+
+results.json (written atomically) holds the notebook's parameters, its reproduced tables
+(paper value, ours, difference per cell) and its claims; ``python -m robust_utils run``
+collects them into figures/<profile>/SUMMARY.md.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Sequence
+
+import pandas as pd
+
+from .cache import atomic_write_bytes, atomic_write_json
+from .claims import Claim
+from .paths import figures_root
+
+
+def output_dir(profile: str, notebook: str) -> Path:
+    """figures/<profile>/<notebook>/ (created), under $ROBUST_UTILS_FIGURES if set."""
+    path = figures_root() / profile / notebook
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _clean(v: Any) -> Any:
+    if v is None:
+        return None
+    if hasattr(v, "item"):
+        v = v.item()
+    if isinstance(v, float) and math.isnan(v):
+        return None
+    return v
+
+
+class Results:
+    """Collects a notebook's outputs and writes them to figures/<profile>/<notebook>/.
+
+    Args:
+        notebook: the notebook's stem, e.g. "02_hr_loss".   profile: smoke, classroom or paper.
+        title: a short title for SUMMARY.md.   parameters: the notebook's parameters (JSON-able).
+    """
+
+    def __init__(self, notebook: str, profile: str, title: str, parameters: dict):
+        self.notebook, self.profile, self.title = notebook, profile, title
+        self.parameters = dict(parameters)
+        self.dir = output_dir(profile, notebook)
+        self.tables: dict[str, list[dict]] = {}
+        self.claims: list[dict] = []
+        self.figures: list[str] = []
+        self.values: dict[str, Any] = {}
+
+    def add_table(self, name: str, df: pd.DataFrame) -> None:
+        """Record a reproduced table: a DataFrame with columns cell, paper, ours (diff is derived)."""
+        missing = {"cell", "paper", "ours"} - set(df.columns)
+        if missing:
+            raise ValueError(f"table {name!r} lacks column(s) {sorted(missing)}")
+        rows = []
+        for r in df.to_dict("records"):
+            paper, ours = _clean(r["paper"]), _clean(r["ours"])
+            diff = None if paper is None or ours is None else ours - paper
+            rows.append({"cell": str(r["cell"]), "paper": paper, "ours": ours, "diff": diff})
+        self.tables[name] = rows
+
+    def add_claims(self, claims: Sequence[Claim]) -> None:
+        """Record the claims cell's verdicts."""
+        self.claims = [{"claim": c.claim, "verdict": c.verdict, "evidence": c.evidence} for c in claims]
+
+    def add_values(self, **values: Any) -> None:
+        """Record other named numbers (e.g. the eps at which accuracy reaches zero)."""
+        self.values.update({k: _clean(v) for k, v in values.items()})
+
+    def savefig(self, fig, name: str) -> Path:
+        """Save a matplotlib figure as <name>.png (atomically) and record it."""
+        import io
+
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+        path = atomic_write_bytes(self.dir / f"{name}.png", buf.getvalue())
+        if path.name not in self.figures:
+            self.figures.append(path.name)
+        return path
+
+    def save(self) -> Path:
+        """Write results.json atomically; returns its path."""
+        return atomic_write_json(self.dir / "results.json", {
+            "notebook": self.notebook, "profile": self.profile, "title": self.title,
+            "parameters": self.parameters, "tables": self.tables, "claims": self.claims,
+            "values": self.values, "figures": self.figures,
+        })

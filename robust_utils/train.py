@@ -1,0 +1,169 @@
+"""One training loop, ``fit``, with a seed, an optimiser spec, per-epoch callbacks, a progress
+bar and a checkpoint cache keyed by a hash of the full configuration.
+
+Data stay tensors on the device; each epoch is a seeded permutation split into batches (no
+DataLoader, no per-sample Python work).
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Protocol, Sequence
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from . import cache
+from ._checks import check_images, check_labels, check_positive_int
+from .losses import LOSSES, get_loss
+
+OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
+
+
+class Callback(Protocol):
+    """Called after every epoch with the model in eval mode; returns metrics {name: float}.
+
+    ``cache_key()`` returns a JSON-serialisable description of everything that determines the
+    metrics (data digest, eps, attack), so that cached histories are never reused wrongly.
+    """
+
+    def __call__(self, epoch: int, model: nn.Module) -> dict[str, float]: ...
+
+    def cache_key(self) -> Any: ...
+
+
+@dataclass
+class FitResult:
+    """What ``fit`` returns.
+
+    Attributes:
+        model: the trained model, in eval mode.
+        history: {"epoch": [1..E], "loss": [mean training loss per epoch], <callback metrics>: [...]}.
+        key: the configuration hash; path: the checkpoint file; from_cache: loaded instead of trained.
+        config: the configuration the key hashes.
+    """
+
+    model: nn.Module
+    history: dict[str, list[float]]
+    key: str
+    path: Path | None
+    from_cache: bool
+    config: dict = field(repr=False)
+
+
+def make_optimizer(params, spec: dict) -> torch.optim.Optimizer:
+    """Build an optimiser from a spec such as {"name": "sgd", "lr": 0.01, "momentum": 0.9}.
+
+    Raises:
+        ValueError: unknown optimiser name or argument, missing or non-positive lr.
+    """
+    spec = dict(spec)
+    name = spec.pop("name", None)
+    if name not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {name!r}; valid: {', '.join(OPTIMIZERS)}")
+    if not isinstance(spec.get("lr"), (int, float)) or spec["lr"] <= 0:
+        raise ValueError(f"optimizer spec needs a positive 'lr', got {spec.get('lr')!r}")
+    cls = OPTIMIZERS[name]
+    allowed = set(inspect.signature(cls.__init__).parameters) - {"self", "params"}
+    unknown = set(spec) - allowed
+    if unknown:
+        raise ValueError(f"unknown argument(s) {sorted(unknown)} for optimizer {name!r}")
+    return cls(params, **spec)
+
+
+def _callback_key(cb: Callable) -> Any:
+    if hasattr(cb, "cache_key"):
+        return cb.cache_key()
+    raise ValueError(
+        f"callback {cb!r} has no cache_key(); give it one (see train.Callback) or pass cache=False"
+    )
+
+
+def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, loss: str = "ce", loss_kwargs: dict | None = None,
+        optimizer: dict | None = None, epochs: int = 1, batch_size: int = 100, seed: int = 0,
+        callbacks: Sequence[Callback] = (), cache_enabled: bool = True, cache_dir: str | Path | None = None,
+        progress: bool = True, desc: str | None = None) -> FitResult:
+    """Train ``model`` on (x, y) by mini-batch gradient descent, or load the cached result.
+
+    The cache key hashes: the model's repr and initial weights, the training data (bytes), the
+    loss and its arguments, the optimiser spec, epochs, batch size, seed, the device type and each
+    callback's ``cache_key()``. A second call with the same configuration loads the checkpoint
+    (weights and history) instead of training; checkpoints are written atomically and loaded
+    with ``weights_only=True``.
+
+    Args:
+        model: any nn.Module mapping x -> logits (N, K); trained in place, returned in eval mode.
+        x: (N, C, H, W) float32 in [0, 1], on the model's device.   y: (N,) int64.
+        loss: a name from ``losses.LOSSES`` ("ce", "hr"); loss_kwargs: its arguments (e.g. alpha).
+        optimizer: spec for ``make_optimizer``; default {"name": "sgd", "lr": 0.01}.
+        epochs, batch_size: passes over the data; mini-batch size (the last batch may be smaller).
+        seed: seeds the per-epoch shuffles (and any randomness in the model's forward pass).
+        callbacks: called after each epoch (model in eval mode); their metrics go into history.
+        cache_enabled: False trains and saves nothing.   cache_dir: default paths.cache_root().
+        progress: show a tqdm bar (stderr).   desc: its label.
+    Returns:
+        FitResult.
+    Raises:
+        ValueError: bad data, loss, optimiser, epochs or batch size (before any training).
+    """
+    check_images(x)
+    check_labels(y, x.shape[0])
+    check_positive_int(epochs, "epochs")
+    check_positive_int(batch_size, "batch_size")
+    loss_kwargs = dict(loss_kwargs or {})
+    loss_fn = get_loss(loss, **loss_kwargs)
+    optimizer = dict(optimizer or {"name": "sgd", "lr": 0.01})
+    opt = make_optimizer(model.parameters(), optimizer)
+    device = next(model.parameters()).device
+    if x.device != device or y.device != device:
+        raise ValueError(f"x and y must be on the model's device {device}, got {x.device} / {y.device}")
+
+    config = {
+        "model": repr(model),
+        "init": cache.tensor_digest(*model.state_dict().values()),
+        "data": cache.tensor_digest(x, y),
+        "loss": loss, "loss_kwargs": loss_kwargs, "optimizer": optimizer,
+        "epochs": epochs, "batch_size": batch_size, "seed": seed, "device": device.type,
+        "callbacks": [_callback_key(cb) for cb in callbacks] if cache_enabled else [],
+    }
+    key = cache.config_key(config)
+    path = cache.checkpoint_path(key, cache_dir) if cache_enabled else None
+
+    if path is not None and path.is_file():
+        ckpt = cache.load_checkpoint(path, map_location=device)
+        model.load_state_dict(ckpt["state_dict"])
+        return FitResult(model.eval(), ckpt["history"], key, path, True, config)
+
+    history: dict[str, list[float]] = {"epoch": [], "loss": []}
+    gen = torch.Generator().manual_seed(seed)
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        bar = tqdm(range(1, epochs + 1), desc=desc or f"fit {loss}", disable=not progress, leave=True)
+        for epoch in bar:
+            model.train()
+            total, count = torch.zeros((), device=device), 0
+            for idx in torch.randperm(x.shape[0], generator=gen).to(device).split(batch_size):
+                opt.zero_grad(set_to_none=True)
+                batch_loss = loss_fn(model(x[idx]), y[idx])
+                batch_loss.backward()
+                opt.step()
+                total += batch_loss.detach() * idx.numel()
+                count += idx.numel()
+            history["epoch"].append(epoch)
+            history["loss"].append(float(total) / count)
+            model.eval()
+            for cb in callbacks:
+                for name, value in cb(epoch, model).items():
+                    history.setdefault(name, []).append(float(value))
+            bar.set_postfix(loss=f"{history['loss'][-1]:.4f}")
+    model.eval()
+    if path is not None:
+        state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+        cache.save_checkpoint(path, {"state_dict": state, "history": history, "config": config})
+    return FitResult(model, history, key, path, False, config)
+
+
+__all__ = ["fit", "FitResult", "Callback", "make_optimizer", "OPTIMIZERS", "LOSSES"]

@@ -1,0 +1,84 @@
+"""robust_utils.evaluate: accuracies, eps grids, confusion matrices, claims."""
+
+import numpy as np
+import pytest
+import torch
+
+from robust_utils import claims, evaluate, reference
+
+
+def test_confusion_matrix_convention_and_identity_gap():
+    y_true = torch.tensor([0, 0, 0, 0, 1, 1])
+    y_pred = torch.tensor([0, 0, 0, 1, 1, 1])
+    c = evaluate.confusion_matrix(y_true, y_pred, 3)
+    # C[y_hat, y]: rows are predictions, columns truths; each non-empty column sums to 1
+    assert np.allclose(c[:, 0], [0.75, 0.25, 0]) and np.allclose(c[:, 1], [0, 1, 0])
+    assert np.allclose(c[:, 2], 0)  # class 2 absent from y_true
+    assert evaluate.identity_gap(c) == pytest.approx(np.sqrt(0.25**2 + 0.25**2 + 1))
+    assert evaluate.identity_gap(np.eye(10)) == 0
+
+
+def test_accuracy_and_robust_accuracy(trained_lenet, mnist_test):
+    x, y = mnist_test
+    clean = evaluate.accuracy(trained_lenet, x, y, batch_size=128)
+    assert clean > 0.85
+    grid = evaluate.robust_accuracy(trained_lenet, x, y, evaluate.attack_fn("fgsm"), [0.0, 0.1, 0.3], batch_size=200)
+    assert grid[0.0] == clean
+    assert grid[0.3] < grid[0.1] < clean
+    pgd = evaluate.robust_accuracy(trained_lenet, x, y, evaluate.attack_fn("pgd", steps=10), [0.1], batch_size=200)
+    assert pgd[0.1] <= grid[0.1]
+
+
+def test_eps_grid_validated_before_any_attack(trained_lenet, mnist_test):
+    calls = []
+
+    def attack(model, x, y, eps):
+        calls.append(eps)
+        return x
+
+    with pytest.raises(ValueError, match="must be <= 1"):
+        evaluate.robust_accuracy(trained_lenet, *mnist_test, attack, [0.1, 1.5])
+    assert calls == []
+    with pytest.raises(ValueError, match="unknown eps-bounded attack"):
+        evaluate.attack_fn("deepfool")
+
+
+def test_accuracy_table_long_format(trained_lenet, mnist_test):
+    x, y = mnist_test[0][:100], mnist_test[1][:100]
+    df = evaluate.accuracy_table({"lenet": trained_lenet}, x, y, {"FGSM": evaluate.attack_fn("fgsm")}, [0.0, 0.2])
+    assert list(df.columns) == ["model", "attack", "eps", "accuracy"] and len(df) == 2
+    assert df.accuracy.iloc[1] < df.accuracy.iloc[0]
+
+
+def test_monitor_key_depends_on_eps_and_data(mnist_test):
+    x, y = mnist_test
+    a = evaluate.RobustAccuracyMonitor(x, y, [0.0, 0.1]).cache_key()
+    assert a != evaluate.RobustAccuracyMonitor(x, y, [0.0, 0.2]).cache_key()
+    assert a != evaluate.RobustAccuracyMonitor(x[:10], y[:10], [0.0, 0.1]).cache_key()
+
+
+def test_accuracy_gap_verdicts():
+    assert claims.accuracy_gap([0.95], [0.90], n=10000)[2] == "reproduced"
+    assert claims.accuracy_gap([0.90], [0.95], n=10000)[2] == "not reproduced"
+    assert claims.accuracy_gap([0.901], [0.900], n=10000)[2] == "inconclusive"
+    # seeds that disagree make a mean difference inconclusive
+    assert claims.accuracy_gap([0.95, 0.85], [0.90, 0.90], n=10000)[2] == "inconclusive"
+    with pytest.raises(ValueError):
+        claims.Claim("x", "maybe", "")
+
+
+def test_no_worse_claim_tolerance():
+    assert claims.no_worse_claim("c", "A", [0.984], "B", [0.986], 10000, 0.005).verdict == "reproduced"
+    assert claims.no_worse_claim("c", "A", [0.95], "B", [0.986], 10000, 0.005).verdict == "not reproduced"
+
+
+def test_reference_table1_verbatim():
+    t = reference.table("picot", "Table 1")
+    assert t.shape == (3, 12)
+    assert reference.lookup("picot", "Table 1", "eps=0.1", "CE/MNIST") == 0.907
+    assert reference.lookup("picot", "Table 1", "eps=0.25", "HR/SVHN") == 0.698
+    assert reference.lookup("picot", "Section 3", "||I - C||_F", "HR") == 0.23
+    keys = [(p.paper, p.table, p.row, p.column) for p in reference.PUBLISHED]
+    assert len(keys) == len(set(keys))
+    with pytest.raises(KeyError, match="tables of 'picot'"):
+        reference.lookup("picot", "Table 9", "x", "y")

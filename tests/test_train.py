@@ -1,0 +1,104 @@
+"""robust_utils.train.fit: learning, determinism, and the checkpoint cache."""
+
+import pytest
+import torch
+
+from robust_utils import cache, evaluate
+from robust_utils.models import build_model
+from robust_utils.train import fit
+
+
+def _fit(x, y, tmp_path, **kw):
+    model = build_model("mlp", seed=0, device="cpu", widths=(64,))
+    args = dict(loss="ce", optimizer={"name": "sgd", "lr": 0.1}, epochs=2, batch_size=100, seed=1,
+                cache_dir=tmp_path, progress=False)
+    args.update(kw)
+    return fit(model, x, y, **args)
+
+
+def test_fit_learns_and_is_deterministic(mnist_train, mnist_test, tmp_path):
+    x, y = mnist_train
+    a = _fit(x, y, tmp_path, cache_enabled=False)
+    b = _fit(x, y, tmp_path, cache_enabled=False)
+    assert not a.model.training
+    assert evaluate.accuracy(a.model, *mnist_test) > 0.8
+    assert a.history["loss"][1] < a.history["loss"][0]
+    for p, q in zip(a.model.parameters(), b.model.parameters()):
+        assert torch.equal(p, q)
+    assert list(tmp_path.iterdir()) == []  # cache disabled: nothing written
+
+
+def test_hr_loss_trains_too(mnist_train, mnist_test, tmp_path):
+    r = _fit(*mnist_train, tmp_path, loss="hr", loss_kwargs={"alpha": 1.6}, cache_enabled=False)
+    assert evaluate.accuracy(r.model, *mnist_test) > 0.7
+
+
+def test_cache_hit_skips_training(mnist_train, tmp_path):
+    x, y = mnist_train
+    x_val, y_val = x[:100], y[:100]
+    monitor = evaluate.RobustAccuracyMonitor(x_val, y_val, [0.0, 0.1])
+    first = _fit(x, y, tmp_path, callbacks=[monitor])
+    assert not first.from_cache and first.path.is_file()
+    assert len(first.history["val_acc@eps=0.1"]) == 2
+    assert [p.name for p in tmp_path.iterdir()] == [first.path.name]  # atomic write left no temp file
+
+    calls = []
+    model = build_model("mlp", seed=0, device="cpu", widths=(64,))
+    model.register_forward_hook(lambda *a: calls.append(1))
+    second = fit(model, x, y, loss="ce", optimizer={"name": "sgd", "lr": 0.1}, epochs=2, batch_size=100, seed=1,
+                 callbacks=[monitor], cache_dir=tmp_path, progress=False)
+    assert second.from_cache and second.key == first.key and calls == []
+    assert second.history == first.history
+    for p, q in zip(first.model.parameters(), second.model.parameters()):
+        assert torch.equal(p, q)
+
+
+@pytest.mark.parametrize("change", [dict(seed=2), dict(epochs=1), dict(optimizer={"name": "sgd", "lr": 0.05}),
+                                    dict(loss="hr"), dict(batch_size=50)])
+def test_any_config_change_changes_the_key(mnist_train, tmp_path, change):
+    x, y = mnist_train[0][:200], mnist_train[1][:200]
+    base = _fit(x, y, tmp_path)
+    other = _fit(x, y, tmp_path, **change)
+    assert other.key != base.key and not other.from_cache
+
+
+def test_data_and_init_are_part_of_the_key(mnist_train, tmp_path):
+    x, y = mnist_train[0][:200], mnist_train[1][:200]
+    base = _fit(x, y, tmp_path)
+    assert _fit(x[:100], y[:100], tmp_path).key != base.key
+    model = build_model("mlp", seed=7, device="cpu", widths=(64,))
+    other = fit(model, x, y, loss="ce", optimizer={"name": "sgd", "lr": 0.1}, epochs=2, batch_size=100, seed=1,
+                cache_dir=tmp_path, progress=False)
+    assert other.key != base.key
+
+
+def test_checkpoint_loads_with_weights_only(mnist_train, tmp_path):
+    r = _fit(mnist_train[0][:200], mnist_train[1][:200], tmp_path)
+    ckpt = torch.load(r.path, weights_only=True)
+    assert set(ckpt) == {"state_dict", "history", "config"} and ckpt["config"]["seed"] == 1
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(epochs=0), "epochs must be a positive int"),
+    (dict(batch_size=0), "batch_size must be a positive int"),
+    (dict(optimizer={"name": "rmsprop", "lr": 0.1}), "unknown optimizer 'rmsprop'"),
+    (dict(optimizer={"name": "sgd"}), "positive 'lr'"),
+    (dict(optimizer={"name": "sgd", "lr": 0.1, "betas": (0.9, 0.99)}), "unknown argument"),
+    (dict(loss="mse"), "unknown loss 'mse'"),
+])
+def test_bad_configuration_raises_before_training(mnist_train, tmp_path, kw, match):
+    with pytest.raises(ValueError, match=match):
+        _fit(*mnist_train, tmp_path, **kw)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_callback_without_cache_key_is_refused(mnist_train, tmp_path):
+    with pytest.raises(ValueError, match="cache_key"):
+        _fit(*mnist_train, tmp_path, callbacks=[lambda epoch, model: {}])
+
+
+def test_atomic_write_json_replaces_whole_file(tmp_path):
+    p = cache.atomic_write_json(tmp_path / "r.json", {"a": 1})
+    cache.atomic_write_json(p, {"b": torch.tensor([1.5])})
+    assert p.read_text().strip().startswith("{") and '"b"' in p.read_text() and '"a"' not in p.read_text()
+    assert [q.name for q in tmp_path.iterdir()] == ["r.json"]
