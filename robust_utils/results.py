@@ -15,7 +15,7 @@ import pandas as pd
 
 from .cache import atomic_write_bytes, atomic_write_json
 from .claims import Claim
-from .paths import figures_root
+from .paths import figures_root, project_root
 
 
 def output_dir(profile: str, notebook: str) -> Path:
@@ -51,6 +51,14 @@ class Results:
         self.claims: list[dict] = []
         self.figures: list[str] = []
         self.values: dict[str, Any] = {}
+
+    @property
+    def display_dir(self) -> str:
+        """The output folder relative to the repository (absolute if it lies elsewhere)."""
+        try:
+            return self.dir.resolve().relative_to(project_root()).as_posix()
+        except ValueError:
+            return str(self.dir)
 
     def add_table(self, name: str, df: pd.DataFrame) -> None:
         """Record a reproduced table: a DataFrame with columns cell, paper, ours (diff is derived)."""

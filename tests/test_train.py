@@ -10,7 +10,7 @@ from robust_utils.train import fit
 
 def _fit(x, y, tmp_path, **kw):
     model = build_model("mlp", seed=0, device="cpu", widths=(64,))
-    args = dict(loss="ce", optimizer={"name": "sgd", "lr": 0.1}, epochs=2, batch_size=100, seed=1,
+    args = dict(loss="ce", optimizer={"name": "adam", "lr": 0.003}, epochs=2, batch_size=100, seed=1,
                 cache_dir=tmp_path, progress=False)
     args.update(kw)
     return fit(model, x, y, **args)
@@ -45,7 +45,7 @@ def test_cache_hit_skips_training(mnist_train, tmp_path):
     calls = []
     model = build_model("mlp", seed=0, device="cpu", widths=(64,))
     model.register_forward_hook(lambda *a: calls.append(1))
-    second = fit(model, x, y, loss="ce", optimizer={"name": "sgd", "lr": 0.1}, epochs=2, batch_size=100, seed=1,
+    second = fit(model, x, y, loss="ce", optimizer={"name": "adam", "lr": 0.003}, epochs=2, batch_size=100, seed=1,
                  callbacks=[monitor], cache_dir=tmp_path, progress=False)
     assert second.from_cache and second.key == first.key and calls == []
     assert second.history == first.history
@@ -53,7 +53,7 @@ def test_cache_hit_skips_training(mnist_train, tmp_path):
         assert torch.equal(p, q)
 
 
-@pytest.mark.parametrize("change", [dict(seed=2), dict(epochs=1), dict(optimizer={"name": "sgd", "lr": 0.05}),
+@pytest.mark.parametrize("change", [dict(seed=2), dict(epochs=1), dict(optimizer={"name": "adam", "lr": 0.001}),
                                     dict(loss="hr"), dict(batch_size=50)])
 def test_any_config_change_changes_the_key(mnist_train, tmp_path, change):
     x, y = mnist_train[0][:200], mnist_train[1][:200]
@@ -67,7 +67,7 @@ def test_data_and_init_are_part_of_the_key(mnist_train, tmp_path):
     base = _fit(x, y, tmp_path)
     assert _fit(x[:100], y[:100], tmp_path).key != base.key
     model = build_model("mlp", seed=7, device="cpu", widths=(64,))
-    other = fit(model, x, y, loss="ce", optimizer={"name": "sgd", "lr": 0.1}, epochs=2, batch_size=100, seed=1,
+    other = fit(model, x, y, loss="ce", optimizer={"name": "adam", "lr": 0.003}, epochs=2, batch_size=100, seed=1,
                 cache_dir=tmp_path, progress=False)
     assert other.key != base.key
 

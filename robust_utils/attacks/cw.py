@@ -36,7 +36,7 @@ def _positive_number(value, name: str, allow_zero: bool = False) -> float:
 
 
 def cw_l2(model: nn.Module, x: torch.Tensor, y: torch.Tensor, c: float = 1.0, kappa: float = 0.0, steps: int = 100,
-          lr: float = 0.01, binary_search_steps: int = 5, abort_early: bool = True) -> torch.Tensor:
+          lr: float = 0.05, binary_search_steps: int = 5, abort_early: bool = True) -> torch.Tensor:
     """Carlini & Wagner L2 attack (Carlini & Wagner 2017, section V.A), untargeted.
 
     Change of variables x' = (tanh(w) + 1) / 2 (always in the box [0, 1]); for each value of the
@@ -57,6 +57,15 @@ def cw_l2(model: nn.Module, x: torch.Tensor, y: torch.Tensor, c: float = 1.0, ka
     The whole batch is optimised at once (Adam acts coordinate-wise and the objective is a sum
     over samples, so each sample follows its own path). Samples already misclassified succeed
     at once with a distance ~1e-6 (the tanh round trip), i.e. essentially x.
+
+    Step budget: a pixel at exactly 0 or 1 starts at |w| = atanh(0.999999) ~ 7.25, where
+    tanh is saturated, and Adam moves w by about ``lr`` per step, so with lr = 0.01 such pixels
+    stay put for the first few hundred steps (Carlini's own MNIST runs use 1,000-10,000). On
+    the test suite's MNIST LeNet-5, lr = 0.01 with 100 steps fools ~60% of the correctly
+    classified images; lr = 0.05 with 100 steps, or lr = 0.01 with 300 steps, fools all of them.
+    The defaults (100 steps at lr = 0.05, 5 search rounds) are therefore a CPU budget that still
+    fools every such image; Carlini's own settings (lr 0.01, up to 10,000 steps, 9 rounds) are a
+    call away.
 
     Args:
         model: maps x -> logits (N, K); its train/eval mode is left as the caller set it.
