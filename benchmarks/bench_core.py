@@ -1,4 +1,4 @@
-"""Speed of the core loops (a benchmark, not a test): training throughput of the MNIST CNN with
+"""Speed of the core loops (a benchmark, not a test): training throughput of the MNIST CNN (and the MLP) with
 robust_utils.train.fit (tensors on the device, seeded index permutations) against a plain
 torch DataLoader loop on the same model, and FGSM / PGD throughput.
 
@@ -28,8 +28,8 @@ def _sync(device):
         torch.cuda.synchronize()
 
 
-def bench_fit(model_kw, x, y, device, epochs):
-    model = build_model("mnist_cnn", seed=0, device=device, **model_kw)
+def bench_fit(name, model_kw, x, y, device, epochs):
+    model = build_model(name, seed=0, device=device, **model_kw)
     spec = dict(loss="ce", optimizer={"name": "sgd", "lr": 0.01}, batch_size=100, seed=0, cache_enabled=False,
                 progress=False)
     fit(model, x, y, epochs=1, **spec)  # warm-up
@@ -40,8 +40,8 @@ def bench_fit(model_kw, x, y, device, epochs):
     return epochs * len(x) / (time.perf_counter() - t)
 
 
-def bench_dataloader(model_kw, x, y, device, epochs):
-    model = build_model("mnist_cnn", seed=0, device=device, **model_kw)
+def bench_dataloader(name, model_kw, x, y, device, epochs):
+    model = build_model(name, seed=0, device=device, **model_kw)
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
     loader = DataLoader(TensorDataset(x.cpu(), y.cpu()), batch_size=100, shuffle=True,
                         generator=torch.Generator().manual_seed(0))
@@ -94,17 +94,17 @@ def main():
     w = [int(v) for v in args.widths.split(",")]
     print(f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"{args.n} training images, batch 100, {args.epochs} timed epochs")
-    print(f"{'MnistCNN widths':<18}{'fit img/s':>12}{'DataLoader img/s':>18}{'speed-up':>10}"
-          f"{'FGSM img/s':>12}{'PGD-20 img/s':>14}")
-    for c1, c2, hidden in zip(w[0::3], w[1::3], w[2::3]):
-        kw = dict(channels=(c1, c2), hidden=hidden)
-        ours = bench_fit(kw, x, y, device, args.epochs)
-        plain = bench_dataloader(kw, x, y, device, args.epochs)
-        model = build_model("mnist_cnn", seed=0, device=device, **kw).eval()
+    print(f"{'model':<22}{'fit img/s':>12}{'DataLoader img/s':>18}{'speed-up':>10}{'FGSM img/s':>12}{'PGD-20 img/s':>14}")
+    configs = [(f"MnistCNN {c1}/{c2}/{h}", "mnist_cnn", dict(channels=(c1, c2), hidden=h))
+               for c1, c2, h in zip(w[0::3], w[1::3], w[2::3])]
+    configs.append(("MLP 784-100-100-100-10", "mlp", dict(widths=(100, 100, 100))))
+    for label, name, kw in configs:
+        ours = bench_fit(name, kw, x, y, device, args.epochs)
+        plain = bench_dataloader(name, kw, x, y, device, args.epochs)
+        model = build_model(name, seed=0, device=device, **kw).eval()
         fgsm = bench_attack(model, xa, ya, device, "fgsm")
         pgd = bench_attack(model, xa, ya, device, "pgd")
-        print(f"{f'{c1}/{c2}/{hidden}':<18}{ours:>12.0f}{plain:>18.0f}{ours / plain:>9.2f}x{fgsm:>12.0f}{pgd:>14.0f}")
-
+        print(f"{label:<22}{ours:>12.0f}{plain:>18.0f}{ours / plain:>9.2f}x{fgsm:>12.0f}{pgd:>14.0f}")
 
 if __name__ == "__main__":
     main()
