@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from .paths import project_root
+from .runtime import resolve_device
 
 DATASETS = ("mnist",)
 SPLITS = ("train", "test")
@@ -170,7 +171,5 @@ def load_dataset(name: str, split: str, root: str | os.PathLike | None = None, n
     if n is not None:
         idx = balanced_subset(y, n, seed, NUM_CLASSES[name])
         x, y = x[idx], y[idx]
-    from .runtime import resolve_device
-
     dev = resolve_device(device)
     return x.to(dev, torch.float32).div_(255.0), y.to(dev)

@@ -10,6 +10,7 @@ import functools
 from typing import Callable, Sequence
 
 import numpy as np
+import pandas as pd
 import torch
 from sklearn.metrics import confusion_matrix as _sk_confusion_matrix
 from torch import nn
@@ -148,7 +149,7 @@ class RobustAccuracyMonitor:
 
 
 def accuracy_table(models: dict[str, nn.Module], x: torch.Tensor, y: torch.Tensor, attacks_by_name: dict[str, Attack],
-                   eps_grid: Sequence[float], batch_size: int = 500) -> "pd.DataFrame":
+                   eps_grid: Sequence[float], batch_size: int = 500) -> pd.DataFrame:
     """Accuracy of every model under every attack at every eps, as a long DataFrame.
 
     Args:
@@ -157,8 +158,6 @@ def accuracy_table(models: dict[str, nn.Module], x: torch.Tensor, y: torch.Tenso
     Returns:
         DataFrame with columns model, attack, eps, accuracy (one row per combination).
     """
-    import pandas as pd
-
     grid = [check_eps(e) for e in eps_grid]
     rows = []
     for m_name, model in models.items():

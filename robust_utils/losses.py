@@ -6,6 +6,7 @@ training (``train.fit``) and as the objective an attack ascends (``attacks.*(los
 
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Callable
 
@@ -108,8 +109,6 @@ def get_loss(name: str, **kwargs) -> LossFn:
     if name not in LOSSES:
         raise ValueError(f"unknown loss {name!r}; valid: {', '.join(sorted(LOSSES))}")
     fn = LOSSES[name]
-    import inspect
-
     allowed = set(inspect.signature(fn).parameters) - {"logits", "y"}
     unknown = set(kwargs) - allowed
     if unknown:

@@ -11,6 +11,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from .runtime import resolve_device
+
 
 class MLP(nn.Module):
     """Fully connected ReLU network: flatten -> widths... -> num_classes.
@@ -105,8 +107,6 @@ def build_model(name: str, seed: int, device: str | torch.device = "auto", **kwa
     """
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; valid: {', '.join(MODELS)}")
-    from .runtime import resolve_device
-
     dev = resolve_device(device)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

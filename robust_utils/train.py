@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from . import cache
 from ._checks import check_images, check_labels, check_positive_int
-from .losses import LOSSES, get_loss
+from .losses import get_loss
 
 OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
 
@@ -166,4 +166,4 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, loss: str = "ce",
     return FitResult(model, history, key, path, False, config)
 
 
-__all__ = ["fit", "FitResult", "Callback", "make_optimizer", "OPTIMIZERS", "LOSSES"]
+__all__ = ["fit", "FitResult", "Callback", "make_optimizer", "OPTIMIZERS"]
