@@ -26,3 +26,17 @@ def cache_root() -> Path:
 def notebooks_dir() -> Path:
     """The folder of the companion's notebooks (and their params/)."""
     return project_root() / "notebooks"
+
+
+PATH_VARIABLES = ("ROBUST_UTILS_FIGURES", "ROBUST_UTILS_DATA", "ROBUST_UTILS_CACHE")
+
+
+def absolute_path_variables() -> None:
+    """Make the companion's path variables absolute (relative to the current directory).
+
+    Kernels started by papermill or nbval run in the notebooks folder, where a relative
+    ROBUST_UTILS_DATA such as ``../shared/data`` would point somewhere else.
+    """
+    for k in PATH_VARIABLES:
+        if os.environ.get(k):
+            os.environ[k] = str(Path(os.environ[k]).absolute())

@@ -345,21 +345,6 @@ def resolve_parameters(
 
 # --------------------------------------------------------------------------- running
 
-_PATH_VARIABLES = ("ROBUST_UTILS_FIGURES", "ROBUST_UTILS_DATA", "ROBUST_UTILS_CACHE")
-
-
-def absolute_path_variables() -> None:
-    """Make the companion's path variables absolute (relative to the current directory).
-
-    Kernels started by papermill or nbval run in the notebooks folder, where a relative
-    ROBUST_UTILS_DATA such as ``../shared/data`` would point somewhere else.
-    """
-    for k in _PATH_VARIABLES:
-        if os.environ.get(k):
-            os.environ[k] = str(Path(os.environ[k]).absolute())
-
-
-
 def _display(path: Path) -> str:
     """The path relative to the working directory when it lies below it, else absolute."""
     try:
@@ -424,9 +409,9 @@ def run(
 
     log(f"profile {profile}: running {total} notebook(s) -> {_display(profile_dir)}/")
     failures: dict[str, str] = {}
-    saved_env = {k: os.environ.get(k) for k in _PATH_VARIABLES}
+    saved_env = {k: os.environ.get(k) for k in paths.PATH_VARIABLES}
     os.environ["ROBUST_UTILS_FIGURES"] = str(root)  # the kernels inherit it
-    absolute_path_variables()  # kernels run in the notebooks folder: relative paths would move
+    paths.absolute_path_variables()  # kernels run in the notebooks folder: relative paths would move
     try:
         for i, (stem, values) in enumerate(resolved.items(), 1):
             out_dir = profile_dir / stem

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from robust_utils.data import load_dataset
 from robust_utils.models import build_model
-from robust_utils.runner import absolute_path_variables
+from robust_utils.paths import absolute_path_variables
 
 torch.set_num_threads(2)
 absolute_path_variables()  # nbval's kernels run in notebooks/: a relative ROBUST_UTILS_DATA would move
