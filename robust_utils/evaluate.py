@@ -7,7 +7,9 @@ batch by batch. Nothing here changes the model's train/eval mode.
 from __future__ import annotations
 
 import functools
-from typing import Callable, Sequence
+import math
+from dataclasses import dataclass
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -38,6 +40,46 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
     check_images(x)
     check_labels(y, x.shape[0])
     return (predict(model, x, batch_size) == y).float().mean().item()
+
+
+@dataclass(frozen=True)
+class StochasticAccuracy:
+    """Accuracy of a model with a random forward pass, measured over K passes.
+
+    Attributes:
+        mean: mean over the K passes of the single-pass accuracy (the expected accuracy of one
+            prediction, which is how Khan et al. 2019 use their model: "a single pass").
+        all_passes: fraction of the samples classified correctly in every one of the K passes.
+        per_pass: the K single-pass accuracies.   se: their standard error (0 for K = 1).
+    """
+
+    mean: float
+    all_passes: float
+    per_pass: tuple[float, ...]
+    se: float
+
+
+def stochastic_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, passes: int = 10,
+                        batch_size: int = 1000) -> StochasticAccuracy:
+    """Accuracy as the mean over ``passes`` stochastic forward passes, and as "correct in all passes".
+
+    Each pass predicts the whole set in batches of ``batch_size`` (a stochastic layer draws new
+    weights in every forward call, so every batch of every pass sees a fresh draw). For a
+    deterministic model every pass gives the same number and ``all_passes == mean``.
+
+    Args:
+        x: (N, C, H, W) float32 in [0, 1].   y: (N,) int64.   passes: K >= 1.
+    Raises:
+        ValueError: bad x, y, passes or batch_size.
+    """
+    check_images(x)
+    check_labels(y, x.shape[0])
+    check_positive_int(passes, "passes")
+    correct = torch.stack([predict(model, x, batch_size) == y for _ in range(passes)])  # (K, N) bool
+    per_pass = correct.float().mean(dim=1)
+    se = float(per_pass.std() / passes**0.5) if passes > 1 else 0.0
+    return StochasticAccuracy(float(per_pass.mean()), float(correct.all(dim=0).float().mean()),
+                              tuple(per_pass.tolist()), se)
 
 
 def attack_fn(name: str, loss: str = "ce", loss_kwargs: dict | None = None, **kwargs) -> Attack:
@@ -167,3 +209,57 @@ def accuracy_table(models: dict[str, nn.Module], x: torch.Tensor, y: torch.Tenso
                 acc = clean if e == 0 else accuracy(model, adversarial_examples(model, x, y, attack, e, batch_size), y)
                 rows.append({"model": m_name, "attack": a_name, "eps": e, "accuracy": acc})
     return pd.DataFrame(rows)
+
+
+def _binomial_se(a: float, b: float, n: int) -> float:
+    return math.sqrt(max(a * (1 - a), 0.0) / n + max(b * (1 - b), 0.0) / n)
+
+
+def sanity_checks(sweep: Mapping[float, float], n: int, single_step: tuple[str, float], iterative: tuple[str, float],
+                  white_box: tuple[str, float] | None = None, black_box: tuple[str, float] | None = None,
+                  transfer: tuple[str, float] | None = None, zero_tol: float = 0.05, z: float = 2.0) -> pd.DataFrame:
+    """The basic sanity checks of an evaluation (from the checklist of Carlini et al. 2019, "On
+    evaluating adversarial robustness"), applied to measured accuracies. A failed check means the attack,
+    not the defense, is the likely culprit (gradient masking, too few steps, a bug).
+
+    Checks (each with a slack of z binomial standard errors for two accuracies on n points):
+      1. accuracy never rises as eps grows (the ``sweep`` of the strongest attack);
+      2. the largest eps of the sweep drives accuracy to ~0 (<= ``zero_tol``);
+      3. the iterative attack is at least as strong as the single-step one (accuracy <=);
+      4. white-box is at least as strong as black-box;
+      5. white-box is at least as strong as the transfer attack (e.g. from the mean network).
+    Checks 4-5 are skipped when their numbers are not given.
+
+    Args:
+        sweep: {eps: accuracy in [0, 1]}.   n: test points behind each accuracy.
+        single_step, iterative, white_box, black_box, transfer: (label, accuracy) pairs.
+    Returns:
+        DataFrame with columns check, passed (bool), evidence (str, rounded numbers).
+    Raises:
+        ValueError: empty sweep, n < 1.
+    """
+    if not sweep:
+        raise ValueError("sweep must hold at least one (eps, accuracy) pair")
+    check_positive_int(n, "n")
+    eps = sorted(sweep)
+    acc = [sweep[e] for e in eps]
+    rows = []
+    rises = [(eps[i], eps[i + 1]) for i in range(len(eps) - 1)
+             if acc[i + 1] > acc[i] + z * _binomial_se(acc[i], acc[i + 1], n)]
+    rows.append({"check": "accuracy never rises as eps grows", "passed": not rises,
+                 "evidence": ", ".join(f"{e:g}: {a:.3f}" for e, a in zip(eps, acc))
+                 + (f"; rises between eps {rises}" if rises else "")})
+    rows.append({"check": f"the largest eps ({eps[-1]:g}) drives accuracy to ~0 (<= {zero_tol:g})",
+                 "passed": acc[-1] <= zero_tol, "evidence": f"accuracy {acc[-1]:.3f}"})
+
+    def stronger(a: tuple[str, float], b: tuple[str, float]) -> dict:
+        ok = a[1] <= b[1] + z * _binomial_se(a[1], b[1], n)
+        return {"check": f"{a[0]} is at least as strong as {b[0]}", "passed": ok,
+                "evidence": f"accuracy {a[1]:.3f} vs {b[1]:.3f}"}
+
+    rows.append(stronger(iterative, single_step))
+    if white_box is not None and black_box is not None:
+        rows.append(stronger(white_box, black_box))
+    if white_box is not None and transfer is not None:
+        rows.append(stronger(white_box, transfer))
+    return pd.DataFrame(rows, columns=["check", "passed", "evidence"])

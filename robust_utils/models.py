@@ -11,27 +11,39 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from .layers import make_linear
 from .runtime import resolve_device
 
 
 class MLP(nn.Module):
     """Fully connected ReLU network: flatten -> widths... -> num_classes.
 
+    With ``layer`` other than "linear", every linear layer (the output layer included) is a
+    stochastic layer of ``robust_utils.layers``: Khan et al. (2019, section 5) use the
+    784-100-100-100-10 MLP in four variants, "linear" (vanilla), "sdr-decay", "sdr-learnable"
+    and "dropconnect" (their SDR-Learnable has "learnable parameter distributions for weights
+    and biases", i.e. in every layer).
+
     Args:
         in_features: input size after flattening (784 for MNIST).
         widths: hidden layer widths, e.g. (100, 100, 100) for Khan et al.'s 784-100-100-100-10.
-        num_classes: K.
+        num_classes: K.   layer: one of ``layers.LINEAR_LAYERS``.
+        layer_kwargs: arguments of the layer (``sigma_init`` for SDR, ``p`` for DropConnect).
     Shapes: x (N, C, H, W) or (N, in_features) float32 -> logits (N, K) float32.
+    Raises:
+        ValueError: unknown layer or layer argument.
     """
 
-    def __init__(self, in_features: int = 784, widths: Sequence[int] = (100, 100, 100), num_classes: int = 10):
+    def __init__(self, in_features: int = 784, widths: Sequence[int] = (100, 100, 100), num_classes: int = 10,
+                 layer: str = "linear", layer_kwargs: dict | None = None):
         super().__init__()
+        kw = dict(layer_kwargs or {})
         layers: list[nn.Module] = [nn.Flatten()]
         prev = in_features
         for w in widths:
-            layers += [nn.Linear(prev, w), nn.ReLU()]
+            layers += [make_linear(layer, prev, w, **kw), nn.ReLU()]
             prev = w
-        layers.append(nn.Linear(prev, num_classes))
+        layers.append(make_linear(layer, prev, num_classes, **kw))
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

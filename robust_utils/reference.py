@@ -13,6 +13,8 @@ import pandas as pd
 PAPERS = {
     "picot": "M. Picot, P. Piantanida, F. Messina, F. Labeau. Modelling the uncertainty of a deep neural "
              "network enhances its adversarial robustness (GRETSI). ../shared/papers/001_451a8b2089dff3bb.txt",
+    "khan": "D. A. Khan, L. Li, N. Sha, Z. Liu, A. Jimenez, B. Raj, R. Singh. Non-determinism in neural "
+            "networks for adversarial robustness (arXiv 1905.10906). ../shared/papers/004_84c8418431718b84.txt",
 }
 
 
@@ -50,7 +52,26 @@ def _picot_table1() -> list[Published]:
     return out
 
 
-PUBLISHED: list[Published] = _picot_table1() + [
+def _khan_table1() -> list[Published]:
+    # Table 1: MNIST test accuracy of the 784-100-100-100-10 MLP variants; attacks run with
+    # Foolbox (FGSM and DeepFool white-box, LocalSearch black-box), percentages as fractions.
+    columns = ("Vanilla MLP", "SDR-decay MLP", "Learnable SDR MLP", "DropConnect")
+    rows = {
+        "Regular Samples": (0.9759, 0.9755, 0.9787, 0.9795),
+        "FGSM Attack": (0.0, 0.0461, 0.9486, 0.459),
+        "DeepFool Attack": (0.0, 0.0387, 0.7842, 0.4548),
+        "LocalSearch Attack": (0.0, 0.0285, 0.8889, 0.2653),
+    }
+    return [Published("khan", "Table 1", row, col, v, "MNIST test accuracy")
+            for row, values in rows.items() for col, v in zip(columns, values)]
+
+
+PUBLISHED: list[Published] = _picot_table1() + _khan_table1() + [
+    # Khan et al., section 6: SDR-Learnable trained without the variance threshold schedule.
+    Published("khan", "Section 6", "DeepFool Attack", "Learnable SDR MLP, no variance schedule", 0.4015,
+              "MNIST test accuracy"),
+    Published("khan", "Section 6", "LocalSearch Attack", "Learnable SDR MLP, no variance schedule", 0.4405,
+              "MNIST test accuracy"),
     # Section 3, last paragraph: MNIST, FGSM with the CE loss at eps = 0.1.
     Published("picot", "Section 3", "||I - C||_F", "HR", 0.23, "confusion matrix under CE-FGSM eps=0.1, MNIST"),
     Published("picot", "Section 3", "||I - C||_F", "CE", 0.40, "confusion matrix under CE-FGSM eps=0.1, MNIST"),

@@ -26,6 +26,10 @@ OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.o
 class Callback(Protocol):
     """Called after every epoch with the model in eval mode; returns metrics {name: float}.
 
+    A callback may also define ``after_step(epoch, batch, model)``: it then runs after every
+    optimiser step (batch is 1-based within the epoch; the parameters' ``.grad`` still hold that
+    step's gradient), e.g. the SDR rules of ``robust_utils.sdr``.
+
     ``cache_key()`` returns a JSON-serialisable description of everything that determines the
     metrics (data digest, eps, attack), so that cached histories are never reused wrongly.
     """
@@ -101,7 +105,8 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, loss: str = "ce",
         optimizer: spec for ``make_optimizer``; default {"name": "sgd", "lr": 0.01}.
         epochs, batch_size: passes over the data; mini-batch size (the last batch may be smaller).
         seed: seeds the per-epoch shuffles (and any randomness in the model's forward pass).
-        callbacks: called after each epoch (model in eval mode); their metrics go into history.
+        callbacks: called after each epoch (model in eval mode); their metrics go into history;
+            those with an ``after_step`` method also run after every optimiser step.
         cache_enabled: False trains and saves nothing.   cache_dir: default paths.cache_root().
         progress: show a tqdm bar (stderr).   desc: its label.
     Returns:
@@ -142,14 +147,17 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, loss: str = "ce",
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
         bar = tqdm(range(1, epochs + 1), desc=desc or f"fit {loss}", disable=not progress, leave=True)
+        step_hooks = [cb.after_step for cb in callbacks if hasattr(cb, "after_step")]
         for epoch in bar:
             model.train()
             total, count = torch.zeros((), device=device), 0
-            for idx in torch.randperm(x.shape[0], generator=gen).to(device).split(batch_size):
+            for batch, idx in enumerate(torch.randperm(x.shape[0], generator=gen).to(device).split(batch_size), 1):
                 opt.zero_grad(set_to_none=True)
                 batch_loss = loss_fn(model(x[idx]), y[idx])
                 batch_loss.backward()
                 opt.step()
+                for hook in step_hooks:
+                    hook(epoch, batch, model)
                 total += batch_loss.detach() * idx.numel()
                 count += idx.numel()
             history["epoch"].append(epoch)

@@ -1,10 +1,14 @@
 """Adversarial attacks in pixel space [0, 1], one concept per module.
 
-    fgsm      Fast gradient sign method (Goodfellow et al. 2015), Linf, one step.
+    fgsm      Fast gradient sign method (Goodfellow et al. 2015), Linf, one step; and
+              fgsm_smallest_eps, Foolbox 1.x's search for the smallest eps that fools the model.
     pgd       Projected gradient descent (Madry et al. 2018) in Linf or L2, with random start and
               restarts; BIM (Kurakin et al. 2016) with ``random_start=False``.
     cw_l2     Carlini & Wagner 2017 L2 attack (untargeted), Adam in tanh space, binary search on c.
     deepfool  DeepFool (Moosavi-Dezfooli et al. 2016), multi-class L2 (their Algorithm 2).
+    local_search  LocalSearch (Narodytska & Kasiviswanathan 2016), black-box, Foolbox's defaults.
+    eot       Expectation over Transformation: wrap a random model so that any attack above
+              averages over M draws of its randomness.
 
 Common contract: the model maps x (N, C, H, W) in [0, 1] to logits (N, K); its train/eval mode
 and its parameters' ``.grad`` are never touched; x and y are validated before any work; the whole
@@ -15,7 +19,9 @@ batch is attacked at once; x is never modified in place; the result is a new det
 
 from .cw import cw_l2
 from .deepfool import deepfool
-from .fgsm import fgsm
+from .eot import EOT, eot
+from .fgsm import SmallestEps, fgsm, fgsm_smallest_eps, foolbox_eps_grid
 from .pgd import pgd
 
-__all__ = ["fgsm", "pgd", "cw_l2", "deepfool"]
+__all__ = ["fgsm", "fgsm_smallest_eps", "foolbox_eps_grid", "SmallestEps", "pgd", "cw_l2", "deepfool",
+           "eot", "EOT"]
