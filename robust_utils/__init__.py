@@ -3,11 +3,14 @@
 Modules (one concept each):
     runtime    device selection ("auto"), seeding, thread count
     data       datasets as tensors in [0, 1], data root, checksums
-    models     MLP, the paper's 2-conv + 2-fc MNIST CNN, LeNet-5
+    models     MLP (plain or with stochastic layers), the paper's 2-conv + 2-fc MNIST CNN, LeNet-5
+    layers     stochastic linear layers: SDR (Khan et al.), DropConnect; the mean-network switch
     losses     cross-entropy and the HR loss (Picot et al.)
-    attacks    FGSM, PGD (Linf / L2), CW-L2, DeepFool
+    attacks    FGSM (and Foolbox's smallest-eps search), PGD (Linf / L2), CW-L2, DeepFool,
+               LocalSearch (black-box), EOT for random models
     train      one fit loop with callbacks and a checkpoint cache
-    evaluate   clean / robust accuracy, eps grids, confusion matrices
+    sdr        SDR-decay's sigma update, the variance thresholds and their schedule
+    evaluate   clean / robust accuracy, eps grids, confusion matrices, random models, sanity checks
     reference  the papers' published numbers, verbatim
     claims     checking a paper's claims against our numbers
     results    results.json and figure output of a notebook

@@ -80,3 +80,26 @@ def image_grid(rows: Mapping[str, torch.Tensor], captions: Mapping[str, Sequence
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def variance_schedule(history: Mapping[str, Sequence[float]], title: str = ""):
+    """The variance thresholds and mean sigma per epoch, held-out accuracy on a second axis
+    (Khan et al. 2019, section 4.3; ``history`` from ``fit`` with a ``sdr.VarianceSchedule``)."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    ep = history["epoch"]
+    ax.step(ep, history["sigma_low"], where="mid", color="C0", ls="--", label="threshold low")
+    ax.step(ep, history["sigma_high"], where="mid", color="C0", ls=":", label="threshold high")
+    ax.plot(ep, history["sigma_mean"], color="C0", marker="o", ms=3, label="mean sigma")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("sigma")
+    ax.set_yscale("symlog", linthresh=0.01)
+    ax2 = ax.twinx()
+    ax2.plot(ep, history["heldout_acc"], color="C3", marker="s", ms=3, label="held-out accuracy")
+    ax2.set_ylabel("held-out accuracy (one stochastic pass)", color="C3")
+    lines = ax.get_legend_handles_labels()
+    lines2 = ax2.get_legend_handles_labels()
+    ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], fontsize=8, loc="center right")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig

@@ -108,7 +108,13 @@ class VarianceSchedule:
 
     @torch.no_grad()
     def after_step(self, epoch: int, batch: int, model: nn.Module) -> None:
-        """Algorithm 3: clamp every sigma of the model's SDR layers into [low, high], in place."""
+        """Algorithm 3: clamp every sigma of the model's SDR layers into [low, high], in place.
+
+        The first step of a training run (epoch 1, batch 1) resets the thresholds to their start,
+        so one schedule object can serve several runs.
+        """
+        if epoch == 1 and batch == 1:
+            (self.low, self.high), self._best, self._since = self.start, -1.0, 0
         for m in sdr_layers(model):
             for _, sigma in m.pairs():
                 sigma.clamp_(self.low, self.high)

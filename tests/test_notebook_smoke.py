@@ -1,4 +1,4 @@
-"""The real 02_hr_loss notebook through the runner at the smoke profile: outputs and SUMMARY.md."""
+"""The real notebooks through the runner at the smoke profile: outputs, results.json and SUMMARY.md."""
 
 import json
 
@@ -28,3 +28,22 @@ def test_smoke_profile_regenerates_outputs(tmp_path, monkeypatch, capsys):
     assert "Table 1 (MNIST)" in summary and "HRCE, eps=0.1" in summary
     assert list((tmp_path / "cache").glob("*.pt"))  # the smoke run trained and cached its models
     assert "02_hr_loss" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_sdr_notebook_smoke_profile(tmp_path, monkeypatch):
+    monkeypatch.setenv("ROBUST_UTILS_CACHE", str(tmp_path / "cache"))
+    figures = tmp_path / "figures"
+    assert runner.run(profile="smoke", notebooks=["05_sdr_learnable"], figures_dir=figures) == 0
+    out = figures / "smoke" / "05_sdr_learnable"
+    results = json.loads((out / "results.json").read_text())
+    assert results["profile"] == "smoke" and results["parameters"]["epochs"] == 2
+    table = results["tables"]["Table 1 (MNIST)"]
+    assert len(table) == 16 and all(0.0 <= row["ours"] <= 1.0 for row in table)
+    assert {"Regular Samples / Learnable SDR MLP", "LocalSearch Attack / DropConnect"} <= {row["cell"] for row in table}
+    assert len(results["claims"]) >= 10
+    assert {"variance_schedule.png", "eps_sweep.png"} <= set(results["figures"])
+    adaptive = results["values"]["adaptive_attacks"]
+    assert len(adaptive) == 8 and {"EOT-PGD", "transfer from mean network"} <= set(adaptive[0])
+    # the schedule ran with every=1 in the smoke profile: the thresholds moved at least once
+    assert results["values"]["schedule_raised_after_epochs"]

@@ -142,6 +142,8 @@ def test_variance_schedule_raises_on_plateau_at_most_every_k_epochs(monkeypatch,
     assert [o["raised"] for o in out] == [0, 0, 1, 0, 0, 1, 0]
     assert [o["sigma_low"] for o in out] == pytest.approx([0, 0, 0, 0.05, 0.05, 0.05, 0.1])
     assert out[-1]["sigma_high"] == pytest.approx(1.1)
+    schedule.after_step(1, 1, model)  # a new training run starts from the initial thresholds
+    assert (schedule.low, schedule.high) == (0.0, 1.0)
     with pytest.raises(ValueError):
         sdr.VarianceSchedule(x, y, low=0.5, high=0.1)
 

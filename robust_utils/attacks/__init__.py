@@ -6,7 +6,8 @@
               restarts; BIM (Kurakin et al. 2016) with ``random_start=False``.
     cw_l2     Carlini & Wagner 2017 L2 attack (untargeted), Adam in tanh space, binary search on c.
     deepfool  DeepFool (Moosavi-Dezfooli et al. 2016), multi-class L2 (their Algorithm 2).
-    local_search  LocalSearch (Narodytska & Kasiviswanathan 2016), black-box, Foolbox's defaults.
+    local_search  LocalSearch (Narodytska & Kasiviswanathan 2016), black-box, Foolbox's defaults
+              (and its corrected selection rule; see the docstring).
     eot       Expectation over Transformation: wrap a random model so that any attack above
               averages over M draws of its randomness.
 
@@ -21,7 +22,8 @@ from .cw import cw_l2
 from .deepfool import deepfool
 from .eot import EOT, eot
 from .fgsm import SmallestEps, fgsm, fgsm_smallest_eps, foolbox_eps_grid
+from .local_search import local_search
 from .pgd import pgd
 
 __all__ = ["fgsm", "fgsm_smallest_eps", "foolbox_eps_grid", "SmallestEps", "pgd", "cw_l2", "deepfool",
-           "eot", "EOT"]
+           "local_search", "eot", "EOT"]
