@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from robust_utils.data import load_dataset
 from robust_utils.models import build_model
 from robust_utils.paths import absolute_path_variables
+from robust_utils.train import fit
 
 torch.set_num_threads(2)
 absolute_path_variables()  # nbval's kernels run in notebooks/: a relative ROBUST_UTILS_DATA would move
@@ -47,4 +48,16 @@ def trained_lenet(mnist_train):
             opt.zero_grad()
             F.cross_entropy(model(x[idx]), y[idx]).backward()
             opt.step()
+    return model.eval()
+
+
+@pytest.fixture(scope="session")
+def trained_mlp(mnist_train):
+    """Khan et al.'s 784-100-100-100-10 MLP, 5 epochs of Adam (lr 1e-3) on the 2,000 images (~0.2 s).
+
+    About 85% clean accuracy on the 500 test images; returned in eval mode.
+    """
+    x, y = mnist_train
+    model = build_model("mlp", seed=0, device="cpu")
+    fit(model, x, y, epochs=5, optimizer={"name": "adam", "lr": 1e-3}, seed=0, cache_enabled=False, progress=False)
     return model.eval()

@@ -14,8 +14,6 @@ import torch
 from torch import nn
 
 from robust_utils.attacks.local_search import _cyclic, local_search
-from robust_utils.models import MLP
-from robust_utils.train import fit
 
 
 def seeded(seed=0):
@@ -80,13 +78,8 @@ class Forbidden(nn.Module):
 # ---------------------------------------------------------------------------------- fixtures
 
 @pytest.fixture(scope="module")
-def mlp(mnist_train):
-    """784-100-100-100-10 MLP, 5 epochs of Adam on the 2,000 training images (~0.2 s)."""
-    torch.manual_seed(0)
-    model = MLP()
-    x, y = mnist_train
-    fit(model, x, y, epochs=5, optimizer={"name": "adam", "lr": 1e-3}, seed=0, cache_enabled=False, progress=False)
-    return model.eval()
+def mlp(trained_mlp):
+    return trained_mlp
 
 
 @pytest.fixture(scope="module")

@@ -34,15 +34,6 @@ def sdr_mlp(mnist_train):
     return model.eval()
 
 
-@pytest.fixture(scope="module")
-def plain_mlp(mnist_train):
-    x, y = mnist_train
-    model = build_model("mlp", seed=0, device="cpu", widths=(64, 64))
-    fit(model, x, y, optimizer={"name": "adam", "lr": 1e-3}, epochs=5, batch_size=50, seed=0,
-        cache_enabled=False, progress=False)
-    return model.eval()
-
-
 # ---------------------------------------------------------------- SDR-decay (Algorithm 2, eq. 1)
 
 def test_sdr_decay_step_matches_hand_computed_update():
@@ -204,9 +195,9 @@ class _Alternating(nn.Module):
         return logits
 
 
-def test_stochastic_accuracy_mean_and_all_passes(plain_mlp, mnist_test):
+def test_stochastic_accuracy_mean_and_all_passes(trained_mlp, mnist_test):
     x, y = mnist_test
-    det = stochastic_accuracy(plain_mlp, x, y, passes=3)
+    det = stochastic_accuracy(trained_mlp, x, y, passes=3)
     assert det.mean == det.all_passes and det.se == 0.0 and len(set(det.per_pass)) == 1
     y0 = torch.zeros(10, dtype=torch.int64)
     rnd = stochastic_accuracy(_Alternating(), torch.rand(10, 1, 2, 2), y0, passes=4)
@@ -248,30 +239,30 @@ def test_eot_gradient_concentrates_with_more_samples(sdr_mlp, mnist_test):
 
 # ---------------------------------------------------------------- Foolbox 1.x's FGSM search
 
-def test_fgsm_smallest_eps_stops_at_first_success(plain_mlp, mnist_test):
+def test_fgsm_smallest_eps_stops_at_first_success(trained_mlp, mnist_test):
     x, y = mnist_test
     grid = foolbox_eps_grid()
     assert len(grid) == 999 and grid[-1] == 1.0
-    res = fgsm_smallest_eps(plain_mlp, x, y, refine=False)
+    res = fgsm_smallest_eps(trained_mlp, x, y, refine=False)
     with torch.no_grad():
-        clean_wrong = plain_mlp(x).argmax(1) != y
+        clean_wrong = trained_mlp(x).argmax(1) != y
         assert bool((res.eps[clean_wrong] == 0).all()) and torch.equal(res.x_adv[clean_wrong], x[clean_wrong])
         assert bool(torch.isfinite(res.eps).all())  # eps up to 1 fools an undefended MLP everywhere
         found = res.eps > 0
         assert found.float().mean() > 0.8
-        assert bool((plain_mlp(res.x_adv[found]).argmax(1) != y[found]).all())
+        assert bool((trained_mlp(res.x_adv[found]).argmax(1) != y[found]).all())
         linf = (res.x_adv - x).flatten(1).abs().amax(1)
         assert bool((linf[found] <= res.eps[found] + 1e-6).all())
         # one grid step less does not fool (deterministic model: the search is exact)
         idx = torch.searchsorted(grid, res.eps[found])
         prev = torch.where(idx > 0, grid[(idx - 1).clamp_min(0)], torch.zeros_like(idx, dtype=torch.float32))
-        direction = fgsm(plain_mlp, x[found], y[found], 1.0) - x[found]
+        direction = fgsm(trained_mlp, x[found], y[found], 1.0) - x[found]
         x_prev = (x[found] + prev.view(-1, 1, 1, 1) * direction.sign()).clamp(0, 1)
-        assert bool((plain_mlp(x_prev).argmax(1) == y[found]).all())
-    refined = fgsm_smallest_eps(plain_mlp, x, y, refine=True)
+        assert bool((trained_mlp(x_prev).argmax(1) == y[found]).all())
+    refined = fgsm_smallest_eps(trained_mlp, x, y, refine=True)
     assert bool((refined.eps <= res.eps).all())
     with pytest.raises(ValueError):
-        fgsm_smallest_eps(plain_mlp, x, y, eps_grid=torch.tensor([0.2, 0.1]))
+        fgsm_smallest_eps(trained_mlp, x, y, eps_grid=torch.tensor([0.2, 0.1]))
 
 
 def test_sanity_checks_pass_and_fail_on_the_right_numbers():
