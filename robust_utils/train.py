@@ -23,6 +23,23 @@ from .losses import get_loss
 OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
 
 
+class Objective(Protocol):
+    """A training objective that needs the model itself, not only its logits (``fit(objective=...)``).
+
+    ``objective(model, x, y)`` returns the 0-dim loss of one mini-batch (x (B, C, H, W) float32 in
+    [0, 1], y (B,) int64), e.g. the baselines of ``robust_utils.objectives`` (adversarial
+    training, VAT, margin maximisation) or ``robust_utils.critic.AdversaryCritic``.
+    ``cache_key()`` returns a JSON-serialisable description of everything that determines it.
+    Optional methods: ``end_epoch(epoch) -> dict[str, float]`` (metrics for the history, called
+    after each epoch), ``state_dict()`` / ``load_state_dict(state)`` (state saved with the
+    checkpoint, e.g. a critic network).
+    """
+
+    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor: ...
+
+    def cache_key(self) -> Any: ...
+
+
 class Callback(Protocol):
     """Called after every epoch with the model in eval mode; returns metrics {name: float}.
 
@@ -78,6 +95,23 @@ def make_optimizer(params, spec: dict) -> torch.optim.Optimizer:
     return cls(params, **spec)
 
 
+def make_lr_schedule(opt: torch.optim.Optimizer, spec: dict | None):
+    """torch's StepLR from {"step_size": S, "gamma": G} (stepped once per epoch), or None.
+
+    Raises:
+        ValueError: unknown keys, step_size not a positive int, gamma not in (0, 1].
+    """
+    if spec is None:
+        return None
+    spec = dict(spec)
+    if set(spec) != {"step_size", "gamma"}:
+        raise ValueError(f"lr_schedule needs exactly the keys 'step_size' and 'gamma', got {sorted(spec)}")
+    check_positive_int(spec["step_size"], "lr_schedule step_size")
+    if not isinstance(spec["gamma"], (int, float)) or not 0 < spec["gamma"] <= 1:
+        raise ValueError(f"lr_schedule gamma must lie in (0, 1], got {spec['gamma']!r}")
+    return torch.optim.lr_scheduler.StepLR(opt, step_size=spec["step_size"], gamma=float(spec["gamma"]))
+
+
 def _callback_key(cb: Callable) -> Any:
     if hasattr(cb, "cache_key"):
         return cb.cache_key()
@@ -87,13 +121,15 @@ def _callback_key(cb: Callable) -> Any:
 
 
 def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, loss: str = "ce", loss_kwargs: dict | None = None,
-        optimizer: dict | None = None, epochs: int = 1, batch_size: int = 100, seed: int = 0,
+        objective: Objective | None = None, optimizer: dict | None = None, lr_schedule: dict | None = None,
+        epochs: int = 1, batch_size: int = 100, seed: int = 0,
         callbacks: Sequence[Callback] = (), cache_enabled: bool = True, cache_dir: str | Path | None = None,
         progress: bool = True, desc: str | None = None) -> FitResult:
     """Train ``model`` on (x, y) by mini-batch gradient descent, or load the cached result.
 
     The cache key hashes: the model's repr and initial weights, the training data (bytes), the
-    loss and its arguments, the optimiser spec, epochs, batch size, seed, the device type and each
+    loss and its arguments (or the objective's ``cache_key()``), the optimiser and learning-rate
+    schedule specs, epochs, batch size, seed, the device type and each
     callback's ``cache_key()``. A second call with the same configuration loads the checkpoint
     (weights and history) instead of training; checkpoints are written atomically and loaded
     with ``weights_only=True``.
@@ -102,7 +138,11 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, loss: str = "ce",
         model: any nn.Module mapping x -> logits (N, K); trained in place, returned in eval mode.
         x: (N, C, H, W) float32 in [0, 1], on the model's device.   y: (N,) int64.
         loss: a name from ``losses.LOSSES`` ("ce", "hr"); loss_kwargs: its arguments (e.g. alpha).
+        objective: an ``Objective`` called as objective(model, xb, yb) instead of
+            loss(model(xb), yb) (then ``loss`` and ``loss_kwargs`` must be left at their defaults).
         optimizer: spec for ``make_optimizer``; default {"name": "sgd", "lr": 0.01}.
+        lr_schedule: {"step_size": S, "gamma": G}: the learning rate is multiplied by G every S
+            epochs (torch's StepLR); None: constant.
         epochs, batch_size: passes over the data; mini-batch size (the last batch may be smaller).
         seed: seeds the per-epoch shuffles (and any randomness in the model's forward pass).
         callbacks: called after each epoch (model in eval mode); their metrics go into history;
@@ -112,7 +152,7 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, loss: str = "ce",
     Returns:
         FitResult.
     Raises:
-        ValueError: bad data, loss, optimiser, epochs or batch size (before any training).
+        ValueError: bad data, loss, objective, optimiser, schedule, epochs or batch size (before any training).
     """
     check_images(x)
     check_labels(y, x.shape[0])
@@ -120,8 +160,13 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, loss: str = "ce",
     check_positive_int(batch_size, "batch_size")
     loss_kwargs = dict(loss_kwargs or {})
     loss_fn = get_loss(loss, **loss_kwargs)
+    if objective is not None and (loss != "ce" or loss_kwargs):
+        raise ValueError("pass either an objective or a loss, not both")
+    if objective is not None and not hasattr(objective, "cache_key"):
+        raise ValueError(f"objective {objective!r} has no cache_key(); see train.Objective")
     optimizer = dict(optimizer or {"name": "sgd", "lr": 0.01})
     opt = make_optimizer(model.parameters(), optimizer)
+    scheduler = make_lr_schedule(opt, lr_schedule)
     device = next(model.parameters()).device
     if x.device != device or y.device != device:
         raise ValueError(f"x and y must be on the model's device {device}, got {x.device} / {y.device}")
@@ -134,12 +179,18 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, loss: str = "ce",
         "epochs": epochs, "batch_size": batch_size, "seed": seed, "device": device.type,
         "callbacks": [_callback_key(cb) for cb in callbacks] if cache_enabled else [],
     }
+    if objective is not None:  # added only when used, so that older keys stay valid
+        config["objective"] = objective.cache_key()
+    if lr_schedule is not None:
+        config["lr_schedule"] = lr_schedule
     key = cache.config_key(config)
     path = cache.checkpoint_path(key, cache_dir) if cache_enabled else None
 
     if path is not None and path.is_file():
         ckpt = cache.load_checkpoint(path, map_location=device)
         model.load_state_dict(ckpt["state_dict"])
+        if objective is not None and hasattr(objective, "load_state_dict") and "objective_state" in ckpt:
+            objective.load_state_dict(ckpt["objective_state"])
         return FitResult(model.eval(), ckpt["history"], key, path, True, config)
 
     history: dict[str, list[float]] = {"epoch": [], "loss": []}
@@ -153,7 +204,10 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, loss: str = "ce",
             total, count = torch.zeros((), device=device), 0
             for batch, idx in enumerate(torch.randperm(x.shape[0], generator=gen).to(device).split(batch_size), 1):
                 opt.zero_grad(set_to_none=True)
-                batch_loss = loss_fn(model(x[idx]), y[idx])
+                if objective is None:
+                    batch_loss = loss_fn(model(x[idx]), y[idx])
+                else:
+                    batch_loss = objective(model, x[idx], y[idx])
                 batch_loss.backward()
                 opt.step()
                 for hook in step_hooks:
@@ -162,7 +216,12 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, loss: str = "ce",
                 count += idx.numel()
             history["epoch"].append(epoch)
             history["loss"].append(float(total) / count)
+            if scheduler is not None:
+                scheduler.step()
             model.eval()
+            if objective is not None and hasattr(objective, "end_epoch"):
+                for name, value in objective.end_epoch(epoch).items():
+                    history.setdefault(name, []).append(float(value))
             for cb in callbacks:
                 for name, value in cb(epoch, model).items():
                     history.setdefault(name, []).append(float(value))
@@ -170,8 +229,11 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, loss: str = "ce",
     model.eval()
     if path is not None:
         state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-        cache.save_checkpoint(path, {"state_dict": state, "history": history, "config": config})
+        ckpt = {"state_dict": state, "history": history, "config": config}
+        if objective is not None and hasattr(objective, "state_dict"):
+            ckpt["objective_state"] = objective.state_dict()
+        cache.save_checkpoint(path, ckpt)
     return FitResult(model, history, key, path, False, config)
 
 
-__all__ = ["fit", "FitResult", "Callback", "make_optimizer", "OPTIMIZERS"]
+__all__ = ["fit", "FitResult", "Callback", "Objective", "make_optimizer", "make_lr_schedule", "OPTIMIZERS"]

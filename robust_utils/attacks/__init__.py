@@ -8,6 +8,9 @@
     deepfool  DeepFool (Moosavi-Dezfooli et al. 2016), multi-class L2 (their Algorithm 2).
     local_search  LocalSearch (Narodytska & Kasiviswanathan 2016), black-box, Foolbox's defaults
               (and its corrected selection rule; see the docstring).
+    high_confidence  Matyasko & Chau 2018's high-confidence targeted L2 attack (eq. 7): the test-time
+              loop, the differentiable unrolled form used in training, and DeepFool's
+              closest-boundary target rule.
     eot       Expectation over Transformation: wrap a random model so that any attack above
               averages over M draws of its randomness.
 
@@ -21,9 +24,12 @@ batch is attacked at once; x is never modified in place; the result is a new det
 from .cw import cw_l2
 from .deepfool import deepfool
 from .eot import EOT, eot
+from .high_confidence import (closest_target, high_confidence, high_confidence_unrolled,
+                              straight_through_indicator)
 from .fgsm import SmallestEps, fgsm, fgsm_smallest_eps, foolbox_eps_grid
 from .local_search import local_search
 from .pgd import pgd
 
 __all__ = ["fgsm", "fgsm_smallest_eps", "foolbox_eps_grid", "SmallestEps", "pgd", "cw_l2", "deepfool",
-           "local_search", "eot", "EOT"]
+           "local_search", "eot", "EOT", "high_confidence", "high_confidence_unrolled", "closest_target",
+           "straight_through_indicator"]

@@ -1,0 +1,198 @@
+"""robust_utils.objectives: AT, VAT and margin maximization against independent computations."""
+
+import json
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from robust_utils.attacks import fgsm
+from robust_utils.objectives import (OBJECTIVES, FGSMAdversarialTraining, MarginMaximization,
+                                     VirtualAdversarialTraining, make_objective, margin_sensitivity,
+                                     multiclass_hinge, virtual_adversarial_perturbation)
+
+
+def mlp(seed=0):
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 32), torch.nn.ReLU(), torch.nn.Linear(32, 10))
+
+
+def linear(seed=0, d=784, k=10, bias=True):
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(d, k, bias=bias))
+
+
+def batch(seed=1, n=8):
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(n, 1, 28, 28, generator=g), torch.randint(0, 10, (n,), generator=g)
+
+
+def param_grads(model, loss):
+    return torch.autograd.grad(loss, list(model.parameters()))
+
+
+# ---------------------------------------------------------------------------------------------- AT
+
+def test_at_weight_zero_is_cross_entropy_and_adversarial_term_matches_fgsm():
+    model, (x, y) = mlp(), batch()
+    ce = F.cross_entropy(model(x), y)
+    assert FGSMAdversarialTraining(eps=0.1, weight=0.0)(model, x, y).item() == pytest.approx(ce.item(), rel=1e-6)
+    x_adv = fgsm(model, x, y, 0.1)
+    adv = F.cross_entropy(model(x_adv), y)
+    assert adv.item() > ce.item()  # FGSM increases the loss of this smooth-ish model
+    loss = FGSMAdversarialTraining(eps=0.1, weight=0.7)(model, x, y)
+    assert loss.item() == pytest.approx(ce.item() + 0.7 * adv.item(), rel=1e-5)
+
+
+def test_at_has_no_gradient_through_the_perturbation():
+    model, (x, y) = mlp(), batch()
+    x_adv = fgsm(model, x, y, 0.2).detach()
+    ref = F.cross_entropy(model(x), y) + 0.5 * F.cross_entropy(model(x_adv), y)
+    got = FGSMAdversarialTraining(eps=0.2, weight=0.5)(model, x, y)
+    for a, b in zip(param_grads(model, got), param_grads(model, ref)):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+
+
+# ---------------------------------------------------------------------------------------------- VAT
+
+def test_vat_perturbation_has_norm_eps_and_tiny_eps_gives_ce():
+    model, (x, y) = mlp(), batch()
+    r = virtual_adversarial_perturbation(model, x, eps=2.0, xi=1e-6, power_iterations=2)
+    assert r.shape == x.shape and r.dtype == x.dtype and not r.requires_grad
+    torch.testing.assert_close(r.flatten(1).norm(dim=1), torch.full((8,), 2.0), rtol=1e-5, atol=0)
+    ce = F.cross_entropy(model(x), y).item()
+    assert VirtualAdversarialTraining(eps=1e-6)(model, x, y).item() == pytest.approx(ce, abs=1e-5)
+
+
+def test_vat_loss_is_ce_plus_kl_at_the_same_perturbation():
+    model, (x, y) = mlp(), batch()
+    torch.manual_seed(5)
+    r = virtual_adversarial_perturbation(model, x, eps=2.0, xi=1e-3, power_iterations=1)
+    log_p, log_q = F.log_softmax(model(x), 1), F.log_softmax(model(x + r), 1)
+    kl = (log_p.exp() * (log_p - log_q)).sum(1)
+    assert (kl >= 0).all() and kl.mean() > 0
+    torch.manual_seed(5)
+    loss = VirtualAdversarialTraining(eps=2.0, xi=1e-3, weight=3.0)(model, x, y)
+    expected = F.cross_entropy(model(x), y) + 3.0 * kl.mean()
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    # the virtual adversarial direction beats a random one of the same norm
+    rand = torch.randn_like(x)
+    rand = 2.0 * rand / rand.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
+    log_q_rand = F.log_softmax(model(x + rand), 1)
+    assert kl.mean() > (log_p.exp() * (log_p - log_q_rand)).sum(1).mean()
+
+
+def test_vat_power_iteration_finds_the_top_hessian_eigenvector():
+    torch.manual_seed(3)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(6, 4, bias=False)).double()
+    with torch.no_grad():
+        model[1].weight.mul_(5)
+    x = torch.rand(1, 1, 2, 3, dtype=torch.float64)
+    log_p = F.log_softmax(model(x), 1).detach()
+
+    def kl(r):
+        log_q = F.log_softmax(model(x + r.view_as(x)), 1)
+        return (log_p.exp() * (log_p - log_q)).sum()
+
+    hess = torch.autograd.functional.hessian(kl, torch.zeros(6, dtype=torch.float64))
+    evals, evecs = torch.linalg.eigh(hess)
+    assert evals[-1] > 1.5 * evals[-2]  # a clear gap, so 5 iterations suffice
+    torch.manual_seed(0)
+    r = virtual_adversarial_perturbation(model, x, eps=1.0, xi=1e-6, power_iterations=5)
+    cos = torch.dot(r.flatten(), evecs[:, -1]) / r.norm()
+    assert abs(cos.item()) > 0.99
+
+
+# ---------------------------------------------------------------------------------------------- margin
+
+def test_multiclass_hinge_on_hand_built_logits():
+    logits = torch.tensor([[5.0, 1.0, 2.0], [0.0, 0.5, 0.2], [1.0, 1.0, 3.0]])
+    y = torch.tensor([0, 1, 0])
+    # sample 0: 5 - 2 = 3 > 1 -> 0;  sample 1: 1 + 0.2 - 0.5;  sample 2: 1 + 3 - 1
+    torch.testing.assert_close(multiclass_hinge(logits, y), torch.tensor([0.0, 0.7, 3.0]))
+    # through the objective: a model whose output is the bias (W = 0) has zero sensitivity
+    model = linear(d=784, k=3)
+    with torch.no_grad():
+        model[1].weight.zero_()
+        model[1].bias.copy_(torch.tensor([0.0, 0.5, 0.2]))
+    x = torch.rand(4, 1, 28, 28)
+    y = torch.tensor([1, 1, 0, 2])
+    expected = torch.tensor([0.7, 0.7, 1.5, 1.3]).mean()
+    assert MarginMaximization(lam=10.0)(model, x, y).item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_margin_sensitivity_of_a_linear_model_is_the_closed_form():
+    model, (x, y) = linear(), batch()
+    w = model[1].weight.detach()
+    closed = (w[y][:, None, :] - w[None]).pow(2).sum(2).amax(1)  # max_k ||W_y - W_k||^2, (N,)
+    torch.testing.assert_close(margin_sensitivity(model, x, y), closed, rtol=1e-5, atol=1e-7)
+
+
+def test_margin_backpropagates_through_the_sensitivity():
+    model, (x, _) = linear(), batch()
+    y = torch.full((8,), 3)
+    with torch.no_grad():  # bias of 1000 on the true class: hinge 0 for every sample
+        model[1].bias[3] = 1000.0
+    assert (multiclass_hinge(model(x), y) == 0).all()
+    loss = MarginMaximization(lam=1.0)(model, x, y)
+    g_w = param_grads(model, loss)[0]
+    assert g_w.abs().sum() > 0
+    # equals the gradient of the closed form mean_i ||W_y - W_l||^2, l fixed at the argmax
+    w = model[1].weight
+    with torch.no_grad():
+        l = (w[y][:, None, :] - w[None]).pow(2).sum(2).argmax(1)
+    closed = (w[y] - w[l]).pow(2).sum(1).mean()
+    torch.testing.assert_close(g_w, torch.autograd.grad(closed, w)[0], rtol=1e-5, atol=1e-7)
+    # double backprop reaches the first layer of a ReLU network too
+    model = mlp()
+    loss = MarginMaximization(lam=1.0)(model, *batch())
+    assert param_grads(model, loss)[0].abs().sum() > 0
+
+
+# ---------------------------------------------------------------------------------------------- common
+
+@pytest.mark.parametrize("name", sorted(OBJECTIVES))
+@pytest.mark.parametrize("train", [True, False])
+def test_contract_mode_input_and_grads_untouched(name, train):
+    model, (x, y) = mlp(), batch()
+    model.train(train)
+    x0 = x.clone()
+    loss = make_objective(name)(model, x, y)
+    assert loss.dim() == 0 and torch.isfinite(loss) and loss.requires_grad
+    assert model.training is train
+    assert torch.equal(x, x0)
+    assert all(p.grad is None for p in model.parameters())
+    loss.backward()
+    assert all(p.grad is not None for p in model.parameters())
+
+
+@pytest.mark.parametrize("bad", [0, -1, math.nan, math.inf])
+def test_bad_eps(bad):
+    with pytest.raises(ValueError, match="eps"):
+        FGSMAdversarialTraining(eps=bad)
+    with pytest.raises(ValueError, match="eps"):
+        VirtualAdversarialTraining(eps=bad)
+
+
+def test_bad_hyper_parameters_and_names():
+    for make in (lambda: FGSMAdversarialTraining(eps=1.5), lambda: FGSMAdversarialTraining(weight=-1),
+                 lambda: VirtualAdversarialTraining(xi=0), lambda: VirtualAdversarialTraining(power_iterations=0),
+                 lambda: VirtualAdversarialTraining(power_iterations=1.5),
+                 lambda: VirtualAdversarialTraining(weight=math.nan), lambda: MarginMaximization(lam=-0.1)):
+        with pytest.raises(ValueError):
+            make()
+    with pytest.raises(ValueError, match="valid: at, margin, vat"):
+        make_objective("trades")
+    with pytest.raises(ValueError, match="unknown argument"):
+        make_objective("at", epsilon=0.1)
+
+
+def test_cache_keys_are_json_and_hold_the_hyper_parameters():
+    assert json.loads(json.dumps(make_objective("at", eps=0.3).cache_key())) == {"name": "at", "eps": 0.3,
+                                                                                "weight": 1.0}
+    assert make_objective("vat", power_iterations=2).cache_key() == {
+        "name": "vat", "eps": 2.0, "xi": 1e-6, "power_iterations": 2, "weight": 1.0}
+    assert json.dumps(make_objective("margin", lam=0.5).cache_key()) == '{"name": "margin", "lam": 0.5}'
+    for name, cls in OBJECTIVES.items():
+        assert cls.name == name
