@@ -99,3 +99,25 @@ def no_worse_claim(claim: str, a_label: str, a_runs: Sequence[float], b_label: s
     verdict = "reproduced" if d >= -tolerance else ("inconclusive" if d + 2 * se >= -tolerance else "not reproduced")
     return Claim(claim, verdict, _evidence(a_label, a_runs, b_label, b_runs, d, se, n, paper)
                  + f"; tolerance {tolerance:.3f}")
+
+
+def mean_greater_claim(claim: str, a_label: str, a_values: Sequence[float], b_label: str, b_values: Sequence[float],
+                       paper: str = "", z: float = 2.0) -> Claim:
+    """The claim "mean of A > mean of B" for per-sample measurements (e.g. rho_adv's ratios).
+
+    Reproduced if mean(A) - mean(B) > z standard errors (the two-sample SE
+    sqrt(var_A/n_A + var_B/n_B)), not reproduced if it is < -z SE, inconclusive in between.
+
+    Args:
+        a_values, b_values: per-sample values (any sequence or 1-d tensor of floats, n >= 2 each).
+    """
+    a = np.asarray(a_values, dtype=float)
+    b = np.asarray(b_values, dtype=float)
+    if a.size < 2 or b.size < 2:
+        raise ValueError("mean_greater_claim needs at least 2 values on each side")
+    d = a.mean() - b.mean()
+    se = float(np.sqrt(a.var(ddof=1) / a.size + b.var(ddof=1) / b.size))
+    verdict = "reproduced" if d > z * se else ("not reproduced" if d < -z * se else "inconclusive")
+    evidence = (f"{a_label} {a.mean():.4f} vs {b_label} {b.mean():.4f}: difference {d:+.4f} "
+                f"(2 SE {z * se:.4f}, n {a.size}/{b.size})" + (f"; paper: {paper}" if paper else ""))
+    return Claim(claim, verdict, evidence)

@@ -83,21 +83,36 @@ class MnistCNN(nn.Module):
 
 
 class LeNet5(nn.Module):
-    """LeNet-5 (LeCun et al. 1998) for 28x28 inputs: conv5(6, pad 2)-pool-conv5(16)-pool-120-84-K, ReLU.
+    """LeNet-5-style CNN: conv5-ReLU-pool2, conv5-ReLU-pool2, fully connected ReLU layers, K logits.
 
-    Shapes: x (N, 1, 28, 28) float32 -> logits (N, K) float32.
+    The defaults are the classic LeNet-5 (LeCun et al. 1998) for 28x28 inputs:
+    conv5(6, pad 2)-pool-conv5(16)-pool-120-84-K. Matyasko & Chau (2018) call "LeNet-5" the
+    network of their code: ``LeNet5(channels=(32, 64), hidden=(512,), first_padding=0)``
+    (conv5(32, valid)-pool-conv5(64, valid)-pool-512-K).
+
+    Args:
+        in_channels: image channels.   num_classes: K.   channels: the two convolutions' widths.
+        hidden: widths of the fully connected hidden layers.   first_padding: padding of conv 1.
+        image_size: input side (28 for MNIST).
+    Shapes: x (N, in_channels, image_size, image_size) float32 -> logits (N, K) float32.
     """
 
-    def __init__(self, in_channels: int = 1, num_classes: int = 10):
+    def __init__(self, in_channels: int = 1, num_classes: int = 10, channels: Sequence[int] = (6, 16),
+                 hidden: Sequence[int] = (120, 84), first_padding: int = 2, image_size: int = 28):
         super().__init__()
+        c1, c2 = channels
         self.features = nn.Sequential(
-            nn.Conv2d(in_channels, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(in_channels, c1, 5, padding=first_padding), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(c1, c2, 5), nn.ReLU(), nn.MaxPool2d(2),
         )
-        self.classifier = nn.Sequential(
-            nn.Flatten(), nn.Linear(16 * 5 * 5, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(),
-            nn.Linear(84, num_classes),
-        )
+        side = ((image_size + 2 * first_padding - 4) // 2 - 4) // 2
+        layers: list[nn.Module] = [nn.Flatten()]
+        prev = c2 * side * side
+        for h in hidden:
+            layers += [nn.Linear(prev, h), nn.ReLU()]
+            prev = h
+        layers.append(nn.Linear(prev, num_classes))
+        self.classifier = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))

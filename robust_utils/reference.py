@@ -13,6 +13,8 @@ import pandas as pd
 PAPERS = {
     "picot": "M. Picot, P. Piantanida, F. Messina, F. Labeau. Modelling the uncertainty of a deep neural "
              "network enhances its adversarial robustness (GRETSI). ../shared/papers/001_451a8b2089dff3bb.txt",
+    "matyasko": "A. Matyasko, L.-P. Chau. Improved network robustness with adversary critic (NeurIPS 2018). "
+                "../shared/papers/003_961cb04c9f9f976d.txt",
     "khan": "D. A. Khan, L. Li, N. Sha, Z. Liu, A. Jimenez, B. Raj, R. Singh. Non-determinism in neural "
             "networks for adversarial robustness (arXiv 1905.10906). ../shared/papers/004_84c8418431718b84.txt",
 }
@@ -66,7 +68,38 @@ def _khan_table1() -> list[Published]:
             for row, values in rows.items() for col, v in zip(columns, values)]
 
 
-PUBLISHED: list[Published] = _picot_table1() + _khan_table1() + [
+def _matyasko_tables() -> list[Published]:
+    # Table 1 (a: MLP 1200-1200-1200, b: LeNet-5), MNIST, mean of 10 runs: test error in percent
+    # and rho_adv (eq. 8) under DeepFool, Carlini-Wagner L2 and the paper's attack. Table 2:
+    # Amazon Mechanical Turk labels of the paper's high-confidence adversarial images, percent
+    # labelled with the adversarial target ("change") or with the original label ("no change").
+    # Values as in the paper and the authors' poster (NOTES.md, section D).
+    defenses = ("Reference", "AT", "VAT", "Margin", "Critic")
+    table1 = {
+        "MLP": ((1.46, 0.131, 0.124, 0.173), (0.90, 0.228, 0.210, 0.299), (0.84, 0.244, 0.215, 0.355),
+                (0.84, 0.262, 0.230, 0.453), (1.18, 0.290, 0.272, 0.575)),
+        "LeNet-5": ((0.64, 0.157, 0.148, 0.207), (0.55, 0.215, 0.191, 0.286), (0.60, 0.225, 0.195, 0.330),
+                    (0.54, 0.248, 0.225, 0.470), (0.93, 0.288, 0.278, 0.590)),
+    }
+    table2 = {
+        "MLP": ((0.57, 98.74), (19.02, 77.21), (35.08, 59.68), (60.47, 34.52), (87.99, 9.86)),
+        "LeNet-5": ((2.54, 96.53), (19.1, 75.94), (26.8, 67.73), (81.77, 13.15), (92.29, 6.51)),
+    }
+    out = []
+    for net, rows in table1.items():
+        for defense, values in zip(defenses, rows):
+            for column, v in zip(("error %", "rho DeepFool", "rho CW", "rho ours"), values):
+                out.append(Published("matyasko", "Table 1", f"{net}/{defense}", column, v,
+                                     "MNIST; test error in percent, or rho_adv (eq. 8); mean of 10 runs"))
+    for net, rows in table2.items():
+        for defense, values in zip(defenses, rows):
+            for column, v in zip(("% change", "% no change"), values):
+                out.append(Published("matyasko", "Table 2", f"{net}/{defense}", column, v,
+                                     "MTurk labels of high-confidence adversarial images, percent"))
+    return out
+
+
+PUBLISHED: list[Published] = _picot_table1() + _khan_table1() + _matyasko_tables() + [
     # Khan et al., section 6: SDR-Learnable trained without the variance threshold schedule.
     Published("khan", "Section 6", "DeepFool Attack", "Learnable SDR MLP, no variance schedule", 0.4015,
               "MNIST test accuracy"),

@@ -47,3 +47,20 @@ def test_sdr_notebook_smoke_profile(tmp_path, monkeypatch):
     assert len(adaptive) == 8 and {"EOT-PGD", "transfer from mean network"} <= set(adaptive[0])
     # the schedule ran with every=1 in the smoke profile: the thresholds moved at least once
     assert results["values"]["schedule_raised_after_epochs"]
+
+
+@pytest.mark.slow
+def test_adversary_critic_notebook_smoke_profile(tmp_path, monkeypatch):
+    monkeypatch.setenv("ROBUST_UTILS_CACHE", str(tmp_path / "cache"))
+    figures = tmp_path / "figures"
+    assert runner.run(profile="smoke", notebooks=["04_adversary_critic"], figures_dir=figures) == 0
+    out = figures / "smoke" / "04_adversary_critic"
+    results = json.loads((out / "results.json").read_text())
+    assert results["profile"] == "smoke" and results["parameters"]["epochs"] == 1
+    table = results["tables"]["Table 1 (MNIST)"]
+    assert len(table) == 40  # 2 networks x 5 defenses x (error, 3 x rho_adv)
+    assert {"MLP/Critic rho ours", "LeNet-5/Reference error %"} <= {row["cell"] for row in table}
+    assert all(row["ours"] >= 0 for row in table)
+    assert len(results["claims"]) >= 30
+    assert {"critic_training.png", "figure2_mlp_critic.png", "figure4_lenet5.png"} <= set(results["figures"])
+    assert len(results["values"]["proxy_table2"]) == 10 and len(results["values"]["l2_budgets"]) == 10

@@ -196,3 +196,24 @@ def test_cache_keys_are_json_and_hold_the_hyper_parameters():
     assert json.dumps(make_objective("margin", lam=0.5).cache_key()) == '{"name": "margin", "lam": 0.5}'
     for name, cls in OBJECTIVES.items():
         assert cls.name == name
+
+
+def test_pgd_adversarial_training_is_the_cross_entropy_at_the_pgd_point():
+    from robust_utils.attacks import pgd
+    from robust_utils.objectives import PGDAdversarialTraining
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 16), torch.nn.ReLU(), torch.nn.Linear(16, 10))
+    x, y = torch.rand(6, 1, 28, 28), torch.randint(0, 10, (6,))
+    obj = PGDAdversarialTraining(eps=0.1, alpha=0.02, steps=5)
+    torch.manual_seed(1)
+    loss = obj(model, x, y)
+    torch.manual_seed(1)
+    x_adv = pgd(model, x, y, 0.1, 0.02, 5)
+    assert (x_adv - x).abs().max() <= 0.1 + 1e-6
+    torch.testing.assert_close(loss, torch.nn.functional.cross_entropy(model(x_adv), y))
+    assert loss > torch.nn.functional.cross_entropy(model(x), y)  # the attack raised the loss
+    with pytest.raises(ValueError):
+        PGDAdversarialTraining(eps=2.0)
+    with pytest.raises(ValueError):
+        PGDAdversarialTraining(norm="1")
