@@ -182,7 +182,7 @@ def test_bad_hyper_parameters_and_names():
                  lambda: VirtualAdversarialTraining(weight=math.nan), lambda: MarginMaximization(lam=-0.1)):
         with pytest.raises(ValueError):
             make()
-    with pytest.raises(ValueError, match="valid: at, margin, vat"):
+    with pytest.raises(ValueError, match="valid: at, margin, pgd_at, vat"):
         make_objective("trades")
     with pytest.raises(ValueError, match="unknown argument"):
         make_objective("at", epsilon=0.1)
