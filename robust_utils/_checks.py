@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 
@@ -37,6 +39,25 @@ def check_eps(eps: float, norm: str = "inf") -> float:
     if norm == "inf" and eps > 1:
         raise ValueError(f"Linf eps is in pixel units of [0, 1] and must be <= 1, got {eps}")
     return eps
+
+
+def check_number(value, name: str, minimum: float | None = None, strict: bool = False) -> float:
+    """A finite float (booleans rejected), optionally >= minimum (> minimum with ``strict``).
+
+    Raises:
+        ValueError: not a number, not finite, or below the bound; the message names ``name``.
+    """
+    if isinstance(value, bool):
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number, got {value!r}") from None
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    if minimum is not None and (value <= minimum if strict else value < minimum):
+        raise ValueError(f"{name} must be {'>' if strict else '>='} {minimum:g} and finite, got {value}")
+    return value
 
 
 def check_positive_int(value: int, name: str) -> int:

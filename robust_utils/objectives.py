@@ -20,13 +20,12 @@ input gradients use ``torch.autograd.grad``). ``cache_key()`` gives a JSON-seria
 from __future__ import annotations
 
 import inspect
-import math
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._checks import check_images, check_labels, check_positive_int
+from ._checks import check_images, check_labels, check_number, check_positive_int
 from .attacks._grad import require_grad_mode
 from .attacks.fgsm import fgsm
 from .attacks.pgd import pgd
@@ -35,15 +34,7 @@ from .losses import cross_entropy
 
 def _check_number(value: float, name: str, positive: bool) -> float:
     """A finite float, > 0 (positive) or >= 0; ValueError otherwise."""
-    if isinstance(value, bool):
-        raise ValueError(f"{name} must be a number, got {value!r}")
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number, got {value!r}") from None
-    if not math.isfinite(value) or (value <= 0 if positive else value < 0):
-        raise ValueError(f"{name} must be {'> 0' if positive else '>= 0'} and finite, got {value}")
-    return value
+    return check_number(value, name, 0.0, strict=positive)
 
 
 def _check_inputs(x: torch.Tensor, y: torch.Tensor) -> None:

@@ -30,13 +30,17 @@ def test_smoke_profile_regenerates_outputs(tmp_path, monkeypatch, capsys):
     assert "02_hr_loss" in capsys.readouterr().out
 
 
-@pytest.mark.slow
-def test_sdr_notebook_smoke_profile(tmp_path, monkeypatch):
+def run_smoke(notebook, tmp_path, monkeypatch):
+    """Run one notebook at the smoke profile with an empty cache; its results.json as a dict."""
     monkeypatch.setenv("ROBUST_UTILS_CACHE", str(tmp_path / "cache"))
     figures = tmp_path / "figures"
-    assert runner.run(profile="smoke", notebooks=["05_sdr_learnable"], figures_dir=figures) == 0
-    out = figures / "smoke" / "05_sdr_learnable"
-    results = json.loads((out / "results.json").read_text())
+    assert runner.run(profile="smoke", notebooks=[notebook], figures_dir=figures) == 0
+    return json.loads((figures / "smoke" / notebook / "results.json").read_text())
+
+
+@pytest.mark.slow
+def test_sdr_notebook_smoke_profile(tmp_path, monkeypatch):
+    results = run_smoke("05_sdr_learnable", tmp_path, monkeypatch)
     assert results["profile"] == "smoke" and results["parameters"]["epochs"] == 2
     table = results["tables"]["Table 1 (MNIST)"]
     assert len(table) == 16 and all(0.0 <= row["ours"] <= 1.0 for row in table)
@@ -51,11 +55,7 @@ def test_sdr_notebook_smoke_profile(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_adversary_critic_notebook_smoke_profile(tmp_path, monkeypatch):
-    monkeypatch.setenv("ROBUST_UTILS_CACHE", str(tmp_path / "cache"))
-    figures = tmp_path / "figures"
-    assert runner.run(profile="smoke", notebooks=["04_adversary_critic"], figures_dir=figures) == 0
-    out = figures / "smoke" / "04_adversary_critic"
-    results = json.loads((out / "results.json").read_text())
+    results = run_smoke("04_adversary_critic", tmp_path, monkeypatch)
     assert results["profile"] == "smoke" and results["parameters"]["epochs"] == 1
     table = results["tables"]["Table 1 (MNIST)"]
     assert len(table) == 40  # 2 networks x 5 defenses x (error, 3 x rho_adv)

@@ -7,7 +7,7 @@ import math
 import torch
 from torch import nn
 
-from .._checks import check_images, check_labels, check_positive_int
+from .._checks import check_images, check_labels, check_number, check_positive_int
 from ._grad import require_grad_mode
 
 # atanh(+-1) is infinite: the original is shrunk by this factor first (as in Carlini's code)
@@ -22,17 +22,6 @@ def _margin(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     is_y = torch.zeros_like(logits, dtype=torch.bool).scatter_(1, y[:, None], True)
     z_other = logits.masked_fill(is_y, torch.finfo(logits.dtype).min).amax(dim=1)
     return z_other - z_y
-
-
-def _positive_number(value, name: str, allow_zero: bool = False) -> float:
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number, got {value!r}") from None
-    ok = value >= 0 if allow_zero else value > 0
-    if not (ok and math.isfinite(value)):
-        raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'} and finite, got {value}")
-    return value
 
 
 def cw_l2(model: nn.Module, x: torch.Tensor, y: torch.Tensor, c: float = 1.0, kappa: float = 0.0, steps: int = 100,
@@ -84,9 +73,9 @@ def cw_l2(model: nn.Module, x: torch.Tensor, y: torch.Tensor, c: float = 1.0, ka
     """
     check_images(x)
     check_labels(y, x.shape[0])
-    c = _positive_number(c, "c")
-    kappa = _positive_number(kappa, "kappa", allow_zero=True)
-    lr = _positive_number(lr, "lr")
+    c = check_number(c, "c", 0.0, strict=True)
+    kappa = check_number(kappa, "kappa", 0.0)
+    lr = check_number(lr, "lr", 0.0, strict=True)
     check_positive_int(steps, "steps")
     check_positive_int(binary_search_steps, "binary_search_steps")
     require_grad_mode()

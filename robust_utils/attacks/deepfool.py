@@ -7,7 +7,7 @@ import math
 import torch
 from torch import nn
 
-from .._checks import check_images, check_labels, check_positive_int
+from .._checks import check_images, check_labels, check_number, check_positive_int
 from ._grad import require_grad_mode
 
 _TINY = 1e-12
@@ -51,16 +51,11 @@ def deepfool(model: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int = 50
     check_images(x)
     check_labels(y, x.shape[0])
     check_positive_int(steps, "steps")
-    try:
-        overshoot = float(overshoot)
-    except (TypeError, ValueError):
-        raise ValueError(f"overshoot must be a number, got {overshoot!r}") from None
-    if not (overshoot >= 0 and math.isfinite(overshoot)):
-        raise ValueError(f"overshoot must be >= 0 and finite, got {overshoot}")
+    overshoot = check_number(overshoot, "overshoot", 0.0)
     if num_classes is not None:
         check_positive_int(num_classes, "num_classes")
-    if max_step is not None and not (float(max_step) > 0 and math.isfinite(float(max_step))):
-        raise ValueError(f"max_step must be > 0 and finite or None, got {max_step}")
+    if max_step is not None:
+        max_step = check_number(max_step, "max_step", 0.0, strict=True)
     require_grad_mode()
     x = x.detach()
     if x.shape[0] == 0:
@@ -104,7 +99,7 @@ def deepfool(model: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int = 50
         w_norm = best_w.flatten(1).norm(dim=1).clamp_min(_TINY)
         dist = best_f / w_norm
         if max_step is not None:
-            dist = dist.clamp(max=float(max_step))
+            dist = dist.clamp(max=max_step)
         step = ((dist + 1e-4 / w_norm) / w_norm).view(-1, *([1] * (x.dim() - 1))) * best_w
         active = active[keep]
         r_total[active] += step

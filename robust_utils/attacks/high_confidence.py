@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._checks import check_images, check_labels, check_positive_int
+from .._checks import check_images, check_labels, check_number, check_positive_int
 from ._grad import require_grad_mode
 
 _EPS = 1e-8
@@ -55,16 +55,6 @@ def _check_targets(targets: torch.Tensor, n: int, num_classes: int | None = None
     check_labels(targets, n, "targets")
     if num_classes is not None and n and (targets.min() < 0 or targets.max() >= num_classes):
         raise ValueError(f"targets must lie in [0, {num_classes}), got range [{targets.min()}, {targets.max()}]")
-
-
-def _overshoot(value) -> float:
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"overshoot must be a number, got {value!r}") from None
-    if not (value >= 0 and math.isfinite(value)):
-        raise ValueError(f"overshoot must be >= 0 and finite, got {value}")
-    return value
 
 
 def closest_target(model: nn.Module, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -148,7 +138,7 @@ def high_confidence_unrolled(model: nn.Module, x: torch.Tensor, targets: torch.T
     _check_targets(targets, n)
     c = _confidence(confidence, n, x)
     check_positive_int(steps, "steps")
-    scale = 1.0 + _overshoot(overshoot)
+    scale = 1.0 + check_number(overshoot, "overshoot", 0.0)
     require_grad_mode()
     x = x.detach()
     r = torch.zeros_like(x)
@@ -199,9 +189,9 @@ def high_confidence(model: nn.Module, x: torch.Tensor, targets: torch.Tensor | N
     check_images(x)
     n = x.shape[0]
     check_positive_int(steps, "steps")
-    scale = 1.0 + _overshoot(overshoot)
-    if max_step is not None and not (float(max_step) > 0 and math.isfinite(float(max_step))):
-        raise ValueError(f"max_step must be > 0 and finite or None, got {max_step}")
+    scale = 1.0 + check_number(overshoot, "overshoot", 0.0)
+    if max_step is not None:
+        max_step = check_number(max_step, "max_step", 0.0, strict=True)
     if labels is not None:
         check_labels(labels, n, "labels")
     require_grad_mode()
@@ -239,7 +229,7 @@ def high_confidence(model: nn.Module, x: torch.Tensor, targets: torch.Tensor | N
         step = (math.sqrt(_EPS) + f / w_norm) * w / w_norm
         if max_step is not None:
             norm = _view(step.flatten(1).norm(dim=1), step)
-            step = step * (float(max_step) / norm.clamp_min(1e-12)).clamp(max=1.0)
+            step = step * (max_step / norm.clamp_min(1e-12)).clamp(max=1.0)
         r_new = r[active] + step
         if box:
             r_new = ((x[active] + scale * r_new).clamp(0.0, 1.0) - x[active]) / scale

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._checks import check_images, check_labels, check_positive_int
+from .._checks import check_images, check_labels, check_number, check_positive_int
 
 # the normalised pixel box of Foolbox's LocalSearchAttack for pixel bounds [0, 1]: u = x - 0.5
 _LB, _UB = -0.5, 0.5
@@ -22,18 +22,6 @@ def _cyclic(u: torch.Tensor, r: float) -> torch.Tensor:
     """
     v = r * u
     return torch.where(v < _LB, v + (_UB - _LB), torch.where(v > _UB, v - (_UB - _LB), v))
-
-
-def _number(value, name: str) -> float:
-    if isinstance(value, bool):
-        raise ValueError(f"{name} must be a number, got {value!r}")
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number, got {value!r}") from None
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value}")
-    return value
 
 
 def _forward_chunks(model: nn.Module, x: torch.Tensor, batch_size: int) -> torch.Tensor:
@@ -124,10 +112,10 @@ def local_search(model: nn.Module, x: torch.Tensor, y: torch.Tensor, p: float = 
     if x.dim() != 4:
         raise ValueError(f"x must be (N, C, H, W), got shape {tuple(x.shape)}")
     check_labels(y, x.shape[0])
-    p = _number(p, "p")
+    p = check_number(p, "p")
     if not p > 0:
         raise ValueError(f"p must be > 0, got {p}")
-    r = _number(r, "r")
+    r = check_number(r, "r")
     if not 0 <= r <= 2:
         raise ValueError(f"r must satisfy 0 <= r <= 2, got {r}")
     if not isinstance(d, int) or isinstance(d, bool) or d < 0:
