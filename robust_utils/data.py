@@ -1,5 +1,9 @@
 """Datasets as tensors: x float32 (N, C, H, W) in [0, 1], y int64 (N,).
 
+Datasets: "mnist" (the official idx files), "cifar10" (the full CIFAR-10: the official python
+batches, or a keras-style npz the user provides) and "cifar10_subset" (a real 5,085 / 1,017-image
+prefix of the official batches, ``cifar10_subset.npz``; see data/README.md).
+
 The data root is, in order: the ``root`` argument, the ``ROBUST_UTILS_DATA`` environment
 variable, then ``data/`` of this repository. Nothing is downloaded: a missing or corrupt file
 is an error naming the file, its expected md5 and where to get it. The expected md5s live in
@@ -12,6 +16,7 @@ import gzip
 import hashlib
 import json
 import os
+import pickle
 from functools import lru_cache
 from pathlib import Path
 
@@ -21,9 +26,12 @@ import torch
 from .paths import project_root
 from .runtime import resolve_device
 
-DATASETS = ("mnist",)
+DATASETS = ("mnist", "cifar10", "cifar10_subset")
 SPLITS = ("train", "test")
-NUM_CLASSES = {"mnist": 10}
+NUM_CLASSES = {"mnist": 10, "cifar10": 10, "cifar10_subset": 10}
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+CLASS_NAMES = {"mnist": tuple(str(d) for d in range(10)), "cifar10": CIFAR10_CLASSES,
+               "cifar10_subset": CIFAR10_CLASSES}
 
 _MNIST_FILES = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
@@ -34,6 +42,26 @@ _MNIST_HOWTO = (
     "t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz; e.g. from "
     "https://ossci-datasets.s3.amazonaws.com/mnist/, the mirror torchvision uses), put them in "
     "<root>/MNIST/raw/, and point ROBUST_UTILS_DATA at <root> (see data/README.md)."
+)
+
+_CIFAR10_DIR = "cifar-10-batches-py"
+_CIFAR10_BATCHES = {"train": tuple(f"data_batch_{i}" for i in range(1, 6)), "test": ("test_batch",)}
+_CIFAR10_NPZ = "cifar10.npz"
+_CIFAR10_SUBSET = "cifar10_subset.npz"
+_CIFAR10_SIZES = {"train": 50000, "test": 10000}
+# The first ten labels of data_batch_1 and of test_batch: a content check for a user's npz, which
+# has no official checksum.
+_CIFAR10_FIRST_LABELS = {"train": (6, 9, 9, 4, 1, 1, 2, 7, 8, 3), "test": (3, 8, 8, 0, 6, 6, 1, 6, 3, 1)}
+_CIFAR10_HOWTO = (
+    "Get the official CIFAR-10 python version (cifar-10-python.tar.gz, md5 "
+    "c58f30108f718f92721af3b95e74349a, from https://www.cs.toronto.edu/~kriz/cifar.html), unpack it "
+    "so that <root>/cifar-10-batches-py/ holds data_batch_1..5 and test_batch, and point "
+    "ROBUST_UTILS_DATA at <root>; or save keras.datasets.cifar10.load_data()'s arrays as "
+    "<root>/cifar10.npz with keys x_train, y_train, x_test, y_test (see data/README.md)."
+)
+_CIFAR10_SUBSET_HOWTO = (
+    "cifar10_subset.npz is the project's real CIFAR-10 prefix (the first 1017 images of each official "
+    "batch; see ../shared/data/SOURCES.md); put it in <root>/ and point ROBUST_UTILS_DATA at <root>."
 )
 
 
@@ -110,6 +138,76 @@ def _load_mnist(root: str, split: str) -> tuple[torch.Tensor, torch.Tensor]:
     return x, y
 
 
+def _unpickle_batch(path: Path) -> dict:
+    # Only called on a file whose md5 matched the official one (verified_path), so the pickle
+    # holds exactly the official arrays and nothing else.
+    with open(path, "rb") as f:
+        return pickle.load(f, encoding="latin1")
+
+
+def _hwc_to_tensors(x: np.ndarray, y: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, 32, 32, 3) uint8 HWC and (N,) labels -> (N, 3, 32, 32) uint8 and (N,) int64 tensors."""
+    xt = torch.from_numpy(np.ascontiguousarray(x)).permute(0, 3, 1, 2).contiguous()
+    return xt, torch.from_numpy(np.asarray(y).reshape(-1).astype(np.int64))
+
+
+def _check_cifar_arrays(x: np.ndarray, y: np.ndarray, split: str, path: Path, n: int | None) -> None:
+    """Shape, dtype and label checks of a CIFAR-10 array pair read from ``path``."""
+    problems = []
+    if x.dtype != np.uint8 or x.ndim != 4 or x.shape[1:] != (32, 32, 3):
+        problems.append(f"images {x.shape} {x.dtype}, expected (N, 32, 32, 3) uint8")
+    if y.reshape(-1).shape[0] != x.shape[0]:
+        problems.append(f"{y.reshape(-1).shape[0]} labels for {x.shape[0]} images")
+    if n is not None and x.shape[0] != n:
+        problems.append(f"{x.shape[0]} {split} images, expected {n}")
+    labels = y.reshape(-1)
+    if labels.size and (labels.min() < 0 or labels.max() > 9):
+        problems.append("labels outside 0..9")
+    if labels.size >= 10 and tuple(int(v) for v in labels[:10]) != _CIFAR10_FIRST_LABELS[split]:
+        problems.append(f"first labels {labels[:10].tolist()}, expected {list(_CIFAR10_FIRST_LABELS[split])} "
+                        "(the official order)")
+    if problems:
+        raise DataError(f"corrupt data file {path} ({split}): " + "; ".join(problems) + f". {_CIFAR10_HOWTO}")
+
+
+@lru_cache(maxsize=4)
+def _load_cifar10(root: str, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    base = Path(root)
+    if (base / _CIFAR10_DIR).is_dir() or not (base / _CIFAR10_NPZ).is_file():
+        xs, ys = [], []
+        for name in _CIFAR10_BATCHES[split]:
+            try:
+                path = verified_path(base, f"{_CIFAR10_DIR}/{name}", _CIFAR10_HOWTO)
+            except DataError as e:
+                if (base / _CIFAR10_SUBSET).is_file():
+                    raise DataError(
+                        f"{e} Only the 5,085/1,017-image subset {base / _CIFAR10_SUBSET} is here: it serves "
+                        "dataset 'cifar10_subset' (the smoke and classroom profiles), not the full CIFAR-10 "
+                        "that the paper profile asks for.") from None
+                raise
+            batch = _unpickle_batch(path)
+            xs.append(np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
+            ys.append(np.asarray(batch["labels"], dtype=np.int64))
+        x, y = np.concatenate(xs), np.concatenate(ys)
+        _check_cifar_arrays(x, y, split, base / _CIFAR10_DIR, _CIFAR10_SIZES[split])
+        return _hwc_to_tensors(x, y)
+    path = base / _CIFAR10_NPZ
+    with np.load(path, allow_pickle=False) as z:
+        x, y = z[f"x_{split}"], z[f"y_{split}"]
+    _check_cifar_arrays(x, y, split, path, _CIFAR10_SIZES[split])
+    return _hwc_to_tensors(x, y)
+
+
+@lru_cache(maxsize=4)
+def _load_cifar10_subset(root: str, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    path = verified_path(Path(root), _CIFAR10_SUBSET, _CIFAR10_SUBSET_HOWTO)
+    with np.load(path, allow_pickle=False) as z:
+        return _hwc_to_tensors(z[f"x_{split}"], z[f"y_{split}"])
+
+
+_LOADERS = {"mnist": _load_mnist, "cifar10": _load_cifar10, "cifar10_subset": _load_cifar10_subset}
+
+
 def balanced_subset(y: torch.Tensor, n: int, seed: int = 0, num_classes: int | None = None) -> torch.Tensor:
     """Indices of a class-balanced random subset of size n (seed-determined, sorted).
 
@@ -152,7 +250,17 @@ def load_dataset(name: str, split: str, root: str | os.PathLike | None = None, n
     """Load a dataset split as tensors.
 
     Args:
-        name: "mnist" (the four official idx .gz files under <root>/MNIST/raw/, md5-checked).
+        name: one of ``DATASETS``:
+            - "mnist": the four official idx .gz files under <root>/MNIST/raw/, md5-checked;
+              x (N, 1, 28, 28); 60,000 / 10,000 images.
+            - "cifar10": the full CIFAR-10, x (N, 3, 32, 32); 50,000 / 10,000 images. Read from the
+              official python batches <root>/cifar-10-batches-py/{data_batch_1..5, test_batch}
+              (md5-checked against the official values) when that folder exists, otherwise from a
+              keras-style <root>/cifar10.npz (keys x_train (50000, 32, 32, 3) uint8, y_train
+              (50000,) or (50000, 1), x_test, y_test; no official checksum exists for such a
+              file, so its shapes, dtypes and first ten labels are checked instead).
+            - "cifar10_subset": <root>/cifar10_subset.npz (md5-checked), the first 1,017 images of
+              each official batch: 5,085 train / 1,017 test images, x (N, 3, 32, 32).
         split: "train" or "test".
         root: data root; default $ROBUST_UTILS_DATA, else <repo>/data.
         n: if given, a class-balanced, seed-determined subset of n samples (``balanced_subset``).
@@ -161,13 +269,14 @@ def load_dataset(name: str, split: str, root: str | os.PathLike | None = None, n
         x: (N, C, H, W) float32 in [0, 1] (pixel / 255);  y: (N,) int64.
     Raises:
         ValueError: unknown name or split, n out of range.
-        DataError: a missing or corrupt file (names the file, its md5 and how to get it).
+        DataError: a missing or corrupt file (names the file, its md5 and how to get it; for
+            "cifar10" with only the subset present, says so).
     """
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; valid: {', '.join(DATASETS)}")
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; valid: {', '.join(SPLITS)}")
-    x, y = _load_mnist(str(data_root(root).resolve()), split)
+    x, y = _LOADERS[name](str(data_root(root).resolve()), split)
     if n is not None:
         idx = balanced_subset(y, n, seed, NUM_CLASSES[name])
         x, y = x[idx], y[idx]

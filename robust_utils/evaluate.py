@@ -82,6 +82,53 @@ def stochastic_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, pass
                               tuple(per_pass.tolist()), se)
 
 
+def run_attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: Callable, batch_size: int = 200) -> torch.Tensor:
+    """``attack(model, xb, yb) -> xb_adv`` over x in batches of ``batch_size``; returns x_adv (N, C, H, W).
+
+    Raises:
+        ValueError: bad x, y or batch_size.
+    """
+    check_images(x)
+    check_labels(y, x.shape[0])
+    check_positive_int(batch_size, "batch_size")
+    return torch.cat([attack(model, xb, yb) for xb, yb in zip(x.split(batch_size), y.split(batch_size))])
+
+
+def within_budget(x: torch.Tensor, x_adv: torch.Tensor, eps: float, norm: str = "2") -> torch.Tensor:
+    """x_adv where ||x_adv - x||_norm <= eps (per sample), x elsewhere: turns a minimal-perturbation
+    attack (CW-L2, DeepFool) into a budgeted one, so that "accuracy under CW at L2 eps" counts a
+    sample as robust when CW needed more than eps to fool it.
+
+    Args:
+        x, x_adv: (N, C, H, W) float in [0, 1].   eps: budget >= 0, pixel units.   norm: "2" or "inf".
+    Raises:
+        ValueError: shape mismatch, a bad eps or norm.
+    """
+    if x.shape != x_adv.shape:
+        raise ValueError(f"x and x_adv differ in shape: {tuple(x.shape)} vs {tuple(x_adv.shape)}")
+    eps = check_eps(eps, norm)
+    d = (x_adv - x).flatten(1)
+    dist = d.norm(dim=1) if norm == "2" else d.abs().amax(dim=1)
+    keep = (dist <= eps).view(-1, *([1] * (x.dim() - 1)))
+    return torch.where(keep, x_adv, x)
+
+
+def attack_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: Callable, passes: int = 1,
+                    batch_size: int = 200) -> StochasticAccuracy:
+    """Accuracy of ``model`` on ``run_attack(model, x, y, attack)``, over ``passes`` stochastic passes.
+
+    For a random model the attack sees one draw of the randomness per forward call (unless it
+    attacks ``attacks.eot(model, M)``), and the adversarial images are then classified ``passes``
+    times with fresh draws (``stochastic_accuracy``).
+
+    Args:
+        attack: ``(model, xb, yb) -> xb_adv``, e.g. ``lambda m, x, y: attacks.pgd(m, x, y, 8/255, 2/255, 20)``.
+    Raises:
+        ValueError: bad x, y, passes or batch_size.
+    """
+    return stochastic_accuracy(model, run_attack(model, x, y, attack, batch_size), y, passes, batch_size)
+
+
 def attack_fn(name: str, loss: str = "ce", loss_kwargs: dict | None = None, **kwargs) -> Attack:
     """An attack ``(model, x, y, eps) -> x_adv`` by name, for the eps-grid helpers.
 

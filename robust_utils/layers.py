@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._switch import temporarily
+
 SDR_RULES = ("decay", "learnable")
 
 
@@ -184,15 +186,8 @@ def mean_network(model: nn.Module):
 
     The previous setting of each layer is restored on exit, even after an exception.
     """
-    layers = stochastic_layers(model)
-    before = [m.stochastic for m in layers]
-    try:
-        for m in layers:
-            m.stochastic = False
+    with temporarily(stochastic_layers(model), stochastic=False):
         yield model
-    finally:
-        for m, s in zip(layers, before):
-            m.stochastic = s
 
 
 def mean_sigma(model: nn.Module) -> float:

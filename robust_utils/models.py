@@ -1,4 +1,7 @@
-"""Models for MNIST-sized inputs. Each maps x (N, C, H, W) float32 in [0, 1] to logits (N, K).
+"""Models by name. Each maps x (N, C, H, W) float32 in [0, 1] to logits (N, K).
+
+MNIST-sized models are defined here; the CIFAR-sized residual networks (WideResNet, the CIFAR
+ResNet) in ``robust_utils.resnets``.
 
 Normalisation, where a model wants it, is its own first layer, so every attack works in the
 pixel space [0, 1].
@@ -12,6 +15,7 @@ import torch
 from torch import nn
 
 from .layers import make_linear
+from .resnets import CifarResNet, WideResNet
 from .runtime import resolve_device
 
 
@@ -118,7 +122,8 @@ class LeNet5(nn.Module):
         return self.classifier(self.features(x))
 
 
-MODELS = {"mlp": MLP, "mnist_cnn": MnistCNN, "lenet5": LeNet5}
+MODELS = {"mlp": MLP, "mnist_cnn": MnistCNN, "lenet5": LeNet5, "wide_resnet": WideResNet,
+          "cifar_resnet": CifarResNet}
 
 
 def build_model(name: str, seed: int, device: str | torch.device = "auto", **kwargs) -> nn.Module:
@@ -127,7 +132,8 @@ def build_model(name: str, seed: int, device: str | torch.device = "auto", **kwa
     The global RNG state is left as it was (the initialisation uses a forked RNG).
 
     Args:
-        name: "mlp", "mnist_cnn" or "lenet5".   seed: initialisation seed.
+        name: a key of ``MODELS``: "mlp", "mnist_cnn", "lenet5", "wide_resnet", "cifar_resnet".
+        seed: initialisation seed.
         device: "auto", "cpu", "cuda" or a torch.device.   kwargs: the model's constructor arguments.
     Raises:
         ValueError: unknown name or constructor argument.

@@ -82,6 +82,32 @@ def image_grid(rows: Mapping[str, torch.Tensor], captions: Mapping[str, Sequence
     return fig
 
 
+def confidence_histograms(confidence: Mapping[str, torch.Tensor], correct: Mapping[str, torch.Tensor],
+                          title: str = "", bins: int = 20):
+    """Histograms of the predicted class's probability (the max softmax output) per model: left over
+    all test images, right over the correctly classified ones (Kaspar et al. 2024, Figure 4).
+
+    Args:
+        confidence: {model label: (N,) float in [0, 1]}.   correct: {model label: (N,) bool}.
+    """
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharex=True)
+    edges = np.linspace(0, 1, bins + 1)
+    for label, conf in confidence.items():
+        conf = conf.detach().cpu().numpy()
+        ok = correct[label].detach().cpu().numpy()
+        axes[0].hist(conf, bins=edges, histtype="step", density=True, label=label)
+        axes[1].hist(conf[ok], bins=edges, histtype="step", density=True, label=label)
+    for ax, sub in zip(axes, ("all test images", "correctly classified test images")):
+        ax.set_xlabel("probability of the predicted class")
+        ax.set_ylabel("density")
+        ax.set_title(sub)
+        ax.grid(alpha=0.3)
+    axes[1].legend(fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
 def variance_schedule(history: Mapping[str, Sequence[float]], title: str = ""):
     """The variance thresholds and mean sigma per epoch, held-out accuracy on a second axis
     (Khan et al. 2019, section 4.3; ``history`` from ``fit`` with a ``sdr.VarianceSchedule``)."""

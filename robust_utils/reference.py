@@ -15,6 +15,12 @@ PAPERS = {
              "network enhances its adversarial robustness (GRETSI). ../shared/papers/001_451a8b2089dff3bb.txt",
     "matyasko": "A. Matyasko, L.-P. Chau. Improved network robustness with adversary critic (NeurIPS 2018). "
                 "../shared/papers/003_961cb04c9f9f976d.txt",
+    "kaspar": "M. Kaspar, O. Hicheur, C. Bourdrez. Robustness of neural networks (student report, Data Science "
+              "Lab, Dauphine, 2024). ../shared/papers/002_d53439d43281098b.txt",
+    "panousis": "K. P. Panousis, S. Chatzis, S. Theodoridis. Stochastic local winner-takes-all networks enable "
+                "profound adversarial robustness (arXiv 2112.02671), as recorded in ../shared/papers/NOTES.md C.2",
+    "rakin": "A. S. Rakin, Z. He, D. Fan. Parametric noise injection: trainable randomness to improve deep neural "
+             "network robustness against adversarial attack (CVPR 2019), as recorded in ../shared/papers/NOTES.md C.3",
     "khan": "D. A. Khan, L. Li, N. Sha, Z. Liu, A. Jimenez, B. Raj, R. Singh. Non-determinism in neural "
             "networks for adversarial robustness (arXiv 1905.10906). ../shared/papers/004_84c8418431718b84.txt",
 }
@@ -99,7 +105,49 @@ def _matyasko_tables() -> list[Published]:
     return out
 
 
-PUBLISHED: list[Published] = _picot_table1() + _khan_table1() + _matyasko_tables() + [
+def _kaspar_tables() -> list[Published]:
+    # Table 1 (results "from local"): CIFAR-10 test accuracy in percent, WideResNet-34-1; caption:
+    # eps = 0.3, alpha = 0.01, kappa = 0.01, c = 1e-4. Table 2 ("from the platform"): the final model;
+    # its PGD column aggregates L2 and Linf PGD (sum of two accuracies, hence 114.6).
+    columns = ("Natural", "PGD", "FGSM", "CW")
+    rows = {
+        "Regular training": (63.67, 1.37, 0.98, 34.08),
+        "Noise Injection": (57.42, 1.07, 1.37, 26.46),
+        "Smoothing": (57.81, 1.07, 2.34, 29.59),
+        "Smoothing, PGD": (62.89, 0.39, 5.27, 26.86),
+        "Smoothing, PGD, FGSM": (56.64, 0.39, 6.54, 23.67),
+        "Smoothing, PGD, FGSM, CW": (58.98, 0.59, 6.35, 34.08),
+        "Smoothing, PGD, FGSM, CW + Noise Injection": (59.12, 14.26, 53.28, 56.9),
+        "Stochastic LWTA": (67.9, 36.23, 11.33, 68.75),
+    }
+    out = [Published("kaspar", "Table 1", row, col, v, "CIFAR-10 test accuracy, percent")
+           for row, values in rows.items() for col, v in zip(columns, values)]
+    out += [Published("kaspar", "Table 2", "Stochastic LWTA", col, v, "CIFAR-10, evaluation platform, percent")
+            for col, v in zip(("Natural", "PGD L2 + Linf (sum)", "FGSM", "CW"), (68.8, 114.6, 11.5, 66.0))]
+    return out
+
+
+def _lwta_pni_numbers() -> list[Published]:
+    # Second-hand: the values recorded in NOTES.md (C.2: a PwC mirror of the paper's table, to be
+    # verified against the PDF, and the authors' AutoAttack logs; C.3: PNI's Table 3, ResNet-20).
+    return [
+        Published("panousis", "Table (PwC mirror)", "WRN-34-1", "clean", 81.87, "CIFAR-10, percent; NOTES.md C.2"),
+        Published("panousis", "Table (PwC mirror)", "WRN-34-1", "AutoAttack", 74.71, "CIFAR-10, percent; NOTES.md C.2"),
+        Published("panousis", "AA log (width 1)", "standard AA", "clean", 86.78, "authors' log.txt, percent"),
+        Published("panousis", "AA log (width 1)", "standard AA", "after FAB-T", 74.54,
+                  "authors' log.txt, Square not reached, percent"),
+        Published("panousis", "AA log (width 1)", "AA rand (EOT)", "clean", 86.56, "authors' log_rand.txt, percent"),
+        Published("panousis", "AA log (width 1)", "AA rand (EOT)", "robust", 76.08, "authors' log_rand.txt, percent"),
+        Published("rakin", "Table 3", "ResNet-20", "no defense: clean", 92.1, "CIFAR-10, percent"),
+        Published("rakin", "Table 3", "ResNet-20", "no defense: PGD", 0.0, "PGD eps 8/255, 7 steps, percent"),
+        Published("rakin", "Table 3", "ResNet-20", "PNI-W (noise on at test): clean", 84.9, "CIFAR-10, percent"),
+        Published("rakin", "Table 3", "ResNet-20", "PNI-W (noise on at test): PGD", 45.9, "PGD eps 8/255, 7 steps"),
+        Published("rakin", "Table 3", "ResNet-20", "PNI-W (noise off at test): PGD", 31.6, "PGD eps 8/255, 7 steps"),
+    ]
+
+
+PUBLISHED: list[Published] = _picot_table1() + _khan_table1() + _matyasko_tables() + _kaspar_tables() + \
+    _lwta_pni_numbers() + [
     # Khan et al., section 6: SDR-Learnable trained without the variance threshold schedule.
     Published("khan", "Section 6", "DeepFool Attack", "Learnable SDR MLP, no variance schedule", 0.4015,
               "MNIST test accuracy"),

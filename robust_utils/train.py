@@ -10,7 +10,7 @@ from __future__ import annotations
 import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Callable, Iterable, Protocol, Sequence
 
 import torch
 from torch import nn
@@ -95,6 +95,19 @@ def make_optimizer(params, spec: dict) -> torch.optim.Optimizer:
     return cls(params, **spec)
 
 
+def param_groups(model: nn.Module, spec: dict) -> list[dict] | Iterable[nn.Parameter]:
+    """The model's parameters for the optimiser: if some are flagged ``no_weight_decay = True``
+    (PNI's noise scales alpha, which Rakin et al. 2019 exclude from weight decay, NOTES.md C.3)
+    and ``spec`` sets a weight decay, two groups, the flagged ones with weight_decay 0;
+    otherwise ``model.parameters()`` unchanged."""
+    params = list(model.parameters())
+    exempt = [p for p in params if getattr(p, "no_weight_decay", False)]
+    if not exempt or not spec.get("weight_decay"):
+        return model.parameters()
+    ids = {id(p) for p in exempt}
+    return [{"params": [p for p in params if id(p) not in ids]}, {"params": exempt, "weight_decay": 0.0}]
+
+
 def make_lr_schedule(opt: torch.optim.Optimizer, spec: dict | None):
     """torch's StepLR from {"step_size": S, "gamma": G} (stepped once per epoch), or None.
 
@@ -140,7 +153,8 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, loss: str = "ce",
         loss: a name from ``losses.LOSSES`` ("ce", "hr"); loss_kwargs: its arguments (e.g. alpha).
         objective: an ``Objective`` called as objective(model, xb, yb) instead of
             loss(model(xb), yb) (then ``loss`` and ``loss_kwargs`` must be left at their defaults).
-        optimizer: spec for ``make_optimizer``; default {"name": "sgd", "lr": 0.01}.
+        optimizer: spec for ``make_optimizer``; default {"name": "sgd", "lr": 0.01}. Parameters
+            flagged ``no_weight_decay`` get weight_decay 0 (``param_groups``).
         lr_schedule: {"step_size": S, "gamma": G}: the learning rate is multiplied by G every S
             epochs (torch's StepLR); None: constant.
         epochs, batch_size: passes over the data; mini-batch size (the last batch may be smaller).
@@ -165,7 +179,7 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, loss: str = "ce",
     if objective is not None and not hasattr(objective, "cache_key"):
         raise ValueError(f"objective {objective!r} has no cache_key(); see train.Objective")
     optimizer = dict(optimizer or {"name": "sgd", "lr": 0.01})
-    opt = make_optimizer(model.parameters(), optimizer)
+    opt = make_optimizer(param_groups(model, optimizer), optimizer)
     scheduler = make_lr_schedule(opt, lr_schedule)
     device = next(model.parameters()).device
     if x.device != device or y.device != device:
@@ -236,4 +250,5 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, loss: str = "ce",
     return FitResult(model, history, key, path, False, config)
 
 
-__all__ = ["fit", "FitResult", "Callback", "Objective", "make_optimizer", "make_lr_schedule", "OPTIMIZERS"]
+__all__ = ["fit", "FitResult", "Callback", "Objective", "make_optimizer", "make_lr_schedule", "param_groups",
+           "OPTIMIZERS"]

@@ -82,3 +82,34 @@ def test_reference_table1_verbatim():
     assert len(keys) == len(set(keys))
     with pytest.raises(KeyError, match="tables of 'picot'"):
         reference.lookup("picot", "Table 9", "x", "y")
+
+
+def test_within_budget_keeps_only_perturbations_inside_the_ball():
+    x = torch.zeros(3, 1, 2, 2)
+    x_adv = x.clone()
+    x_adv[0, 0, 0, 0] = 0.3            # L2 0.3, Linf 0.3
+    x_adv[1] += 0.3                    # L2 0.6, Linf 0.3
+    x_adv[2, 0, 1, 1] = 0.9            # L2 0.9, Linf 0.9
+    kept = evaluate.within_budget(x, x_adv, 0.5, norm="2")
+    assert torch.equal(kept[0], x_adv[0]) and torch.equal(kept[1], x[1]) and torch.equal(kept[2], x[2])
+    kept_inf = evaluate.within_budget(x, x_adv, 0.3, norm="inf")
+    assert torch.equal(kept_inf[:2], x_adv[:2]) and torch.equal(kept_inf[2], x[2])
+    with pytest.raises(ValueError, match="differ in shape"):
+        evaluate.within_budget(x, x_adv[:2], 0.5)
+
+
+def test_attack_accuracy_runs_the_attack_in_batches_and_counts_passes(trained_lenet, mnist_test):
+    from robust_utils import attacks
+
+    x, y = mnist_test[0][:60], mnist_test[1][:60]
+    seen = []
+
+    def attack(m, xb, yb):
+        seen.append(len(xb))
+        return attacks.fgsm(m, xb, yb, 0.3)
+
+    acc = evaluate.attack_accuracy(trained_lenet, x, y, attack, passes=3, batch_size=25)
+    assert seen == [25, 25, 10]
+    expected = evaluate.accuracy(trained_lenet, attacks.fgsm(trained_lenet, x, y, 0.3), y)
+    assert acc.mean == pytest.approx(expected) and acc.all_passes == pytest.approx(expected)  # deterministic model
+    assert len(acc.per_pass) == 3 and acc.mean < evaluate.accuracy(trained_lenet, x, y)

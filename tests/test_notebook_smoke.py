@@ -64,3 +64,36 @@ def test_adversary_critic_notebook_smoke_profile(tmp_path, monkeypatch):
     assert len(results["claims"]) >= 30
     assert {"critic_training.png", "figure2_mlp_critic.png", "figure4_lenet5.png"} <= set(results["figures"])
     assert len(results["values"]["proxy_table2"]) == 10 and len(results["values"]["l2_budgets"]) == 10
+
+
+@pytest.mark.slow
+def test_stochastic_lwta_notebook_smoke_profile(tmp_path, monkeypatch):
+    results = run_smoke("03_stochastic_lwta", tmp_path, monkeypatch)
+    assert results["profile"] == "smoke" and results["parameters"]["dataset"] == "cifar10_subset"
+    table = results["tables"]["Table 1 (CIFAR-10)"]
+    assert len(table) == 32  # 8 models x (natural, PGD, FGSM, CW)
+    assert {"Stochastic LWTA / PGD", "Smoothing, PGD, FGSM, CW + Noise Injection / CW"} <= {row["cell"] for row in table}
+    assert all(0.0 <= row["ours"] <= 1.0 for row in table)
+    assert len(results["claims"]) == 12  # 9 of the report's claims and 3 adaptive verdicts
+    assert {"figure1_pgd_examples.png", "figure3_slwta_examples.png", "figure4_confidence.png"} <= set(results["figures"])
+    attacks = {(r["model"], r["attack"]) for r in results["values"]["adaptive"]}
+    assert ("Stochastic LWTA", "transfer from expected activation") in attacks
+    assert ("Noise Injection", "transfer from noise-free network") in attacks
+    assert ("Stochastic LWTA", "EOT-PGD (2 draws)") in attacks
+
+
+def test_paper_profile_stops_with_a_clear_message_without_the_full_cifar10(tmp_path, monkeypatch):
+    """The paper profile asks for the full CIFAR-10; with only the subset, the first data cell fails
+    with the loader's message (file, md5, how to get it, and that only the subset is present)."""
+    from robust_utils import data
+
+    if (data.data_root() / "cifar-10-batches-py").is_dir() or (data.data_root() / "cifar10.npz").is_file():
+        pytest.fail("this test expects the project's data root, which holds only the CIFAR-10 subset")
+    monkeypatch.setenv("ROBUST_UTILS_CACHE", str(tmp_path / "cache"))
+    overrides = {"n_train": 10, "n_test": 10, "epochs": 1}
+    code = runner.run(profile="paper", notebooks=["03_stochastic_lwta"], figures_dir=tmp_path / "figures",
+                      overrides=overrides)
+    assert code != 0
+    executed = (tmp_path / "figures" / "paper" / "03_stochastic_lwta" / "03_stochastic_lwta.ipynb").read_text()
+    assert "DataError" in executed and "c99cafc152244af753f735de768cd75f" in executed
+    assert "cifar10_subset" in executed and not list((tmp_path / "cache").glob("*.pt"))

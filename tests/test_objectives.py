@@ -182,7 +182,7 @@ def test_bad_hyper_parameters_and_names():
                  lambda: VirtualAdversarialTraining(weight=math.nan), lambda: MarginMaximization(lam=-0.1)):
         with pytest.raises(ValueError):
             make()
-    with pytest.raises(ValueError, match="valid: at, margin, pgd_at, vat"):
+    with pytest.raises(ValueError, match="valid: at, attack_mixture, elbo, margin, pgd_at, vat"):
         make_objective("trades")
     with pytest.raises(ValueError, match="unknown argument"):
         make_objective("at", epsilon=0.1)
@@ -217,3 +217,122 @@ def test_pgd_adversarial_training_is_the_cross_entropy_at_the_pgd_point():
         PGDAdversarialTraining(eps=2.0)
     with pytest.raises(ValueError):
         PGDAdversarialTraining(norm="1")
+
+
+# ------------------------------------------------------ PGD training options (PNI, Stochastic LWTA)
+
+def small_cnn(seed=0):
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.ReLU(),
+                               torch.nn.Flatten(), torch.nn.Linear(4 * 26 * 26, 10))
+
+
+def test_pgd_training_options_pni_loss_predicted_labels_eval_mode_and_delay():
+    from robust_utils.attacks import pgd
+    from robust_utils.objectives import PGDAdversarialTraining
+
+    model, (x, y) = small_cnn(), batch()
+    model.train()
+    obj = PGDAdversarialTraining(eps=0.1, alpha=0.02, steps=3, clean_weight=0.5, label="predicted", attack_mode="eval")
+    bn = model[1]
+    torch.manual_seed(1)
+    loss = obj(model, x, y)
+    assert model.training  # restored after the attack
+    # recompute by hand: clean forward (train mode), attack in eval mode on the clean prediction
+    model2 = small_cnn()
+    model2.train()
+    torch.manual_seed(1)
+    clean = model2(x)
+    model2.eval()
+    x_adv = pgd(model2, x, clean.argmax(1), 0.1, 0.02, 3)
+    model2.train()
+    expected = 0.5 * F.cross_entropy(clean, y) + 0.5 * F.cross_entropy(model2(x_adv), y)
+    torch.testing.assert_close(loss, expected)
+    assert bn.num_batches_tracked.item() == 2  # the clean and the adversarial forward, none in the attack
+    assert obj.cache_key() == {"name": "pgd_at", "eps": 0.1, "alpha": 0.02, "steps": 3, "norm": "inf",
+                               "clean_weight": 0.5, "label": "predicted", "attack_mode": "eval"}
+    assert PGDAdversarialTraining().cache_key() == {"name": "pgd_at", "eps": 0.3, "alpha": 0.01, "steps": 40,
+                                                    "norm": "inf"}  # defaults: the key of older checkpoints
+    delayed = PGDAdversarialTraining(eps=0.1, alpha=0.02, steps=3, delay=1)
+    torch.testing.assert_close(delayed(model2, x, y), F.cross_entropy(model2(x), y))  # clean during epoch 1
+    delayed.end_epoch(1)
+    assert delayed(model2, x, y) > F.cross_entropy(model2(x), y) + 1e-4
+    for bad in (dict(clean_weight=1.5), dict(label="target"), dict(attack_mode="test"), dict(delay=-1)):
+        with pytest.raises(ValueError):
+            PGDAdversarialTraining(**bad)
+
+
+# ------------------------------------------------------------ the report's mixture of attacks
+
+def test_attack_mixture_draws_clean_half_the_time_and_every_attack():
+    from robust_utils.objectives import AttackMixtureTraining
+
+    obj = AttackMixtureTraining()
+    torch.manual_seed(0)
+    draws = [obj.draw() for _ in range(4000)]
+    counts = {c: draws.count(c) / len(draws) for c in ("clean", "pgd", "fgsm", "cw", "noise")}
+    assert abs(counts["clean"] - 0.5) < 0.03  # k < 4 of k ~ U{0..7}
+    for a in ("pgd", "fgsm", "cw", "noise"):
+        assert abs(counts[a] - 0.125) < 0.02
+    only = AttackMixtureTraining(attacks=["noise"])
+    assert {only.draw() for _ in range(200)} == {"clean", "noise"}
+
+
+def test_attack_mixture_members_are_the_attacks_and_the_loss_uses_the_drawn_batch():
+    from robust_utils.attacks import cw_l2, fgsm as fgsm_attack, pgd
+    from robust_utils.objectives import AttackMixtureTraining
+
+    model, (x, y) = mlp(), batch()
+    obj = AttackMixtureTraining(eps=0.05, alpha=0.01, pgd_steps=3, noise_std=0.2, cw_kwargs={"steps": 5})
+    torch.manual_seed(3)
+    torch.testing.assert_close(obj.perturb("pgd", model, x, y), (torch.manual_seed(3), pgd(model, x, y, 0.05, 0.01, 3))[1])
+    torch.testing.assert_close(obj.perturb("fgsm", model, x, y), fgsm_attack(model, x, y, 0.05))
+    torch.testing.assert_close(obj.perturb("cw", model, x, y),
+                               cw_l2(model, x, y, c=1.0, kappa=0.0, steps=5, binary_search_steps=1))
+    torch.manual_seed(4)
+    noisy = obj.perturb("noise", model, x, y)
+    assert 0 <= noisy.min() and noisy.max() <= 1 and 0.1 < (noisy - x).std() < 0.25
+    assert obj.perturb("clean", model, x, y) is x
+    # the loss is CE on the drawn batch; end_epoch reports the draw fractions and resets them
+    torch.manual_seed(5)
+    choice = obj.draw()
+    torch.manual_seed(5)
+    loss = obj(model, x, y)
+    if choice == "clean":
+        torch.testing.assert_close(loss, F.cross_entropy(model(x), y))
+    metrics = obj.end_epoch(1)
+    assert metrics[f"mix_{choice}"] == 1.0 and sum(metrics.values()) == 1.0
+    assert obj.end_epoch(2)[f"mix_{choice}"] == 0.0
+    for bad in (dict(attacks=[]), dict(attacks=["pgd", "pgd"]), dict(attacks=["deepfool"]), dict(eps=0.5 * 3),
+                dict(noise_std=0), dict(cw_kwargs={"gamma": 1}), dict(attack_mode="x")):
+        with pytest.raises(ValueError):
+            AttackMixtureTraining(**bad)
+
+
+# ------------------------------------------------------------------------------------------ ELBO
+
+def test_elbo_adds_the_scaled_kl_of_the_last_forward():
+    from robust_utils import lwta
+    from robust_utils.objectives import ELBO
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 16), lwta.LWTA(2, "stochastic"),
+                                torch.nn.Linear(16, 10))
+    x, y = batch()
+    model.train()
+    torch.manual_seed(1)
+    loss = ELBO(kl_weight=0.5)(model, x, y)
+    torch.manual_seed(1)
+    logits = model(x)
+    kl = lwta.kl_divergence(model)
+    assert kl > 0
+    torch.testing.assert_close(loss, F.cross_entropy(logits, y) + 0.5 * kl)
+    torch.manual_seed(1)
+    torch.testing.assert_close(ELBO(kl_weight=0.0)(model, x, y), F.cross_entropy(logits, y))
+    obj = ELBO(base=make_objective("pgd_at", eps=0.1, alpha=0.02, steps=2), kl_weight=1e-3)
+    assert obj.cache_key() == {"name": "elbo", "kl_weight": 1e-3,
+                               "base": {"name": "pgd_at", "eps": 0.1, "alpha": 0.02, "steps": 2, "norm": "inf"}}
+    obj(model, x, y)
+    assert obj.end_epoch(1)["kl"] > 0
+    with pytest.raises(ValueError):
+        ELBO(kl_weight=-1)

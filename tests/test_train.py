@@ -102,3 +102,25 @@ def test_atomic_write_json_replaces_whole_file(tmp_path):
     cache.atomic_write_json(p, {"b": torch.tensor([1.5])})
     assert p.read_text().strip().startswith("{") and '"b"' in p.read_text() and '"a"' not in p.read_text()
     assert [q.name for q in tmp_path.iterdir()] == ["r.json"]
+
+
+def test_pni_alpha_is_excluded_from_weight_decay():
+    """Rakin et al. 2019 (NOTES.md C.3): the noise scales alpha get no weight decay, the weights do."""
+    from robust_utils.pni import PNILinear
+    from robust_utils.train import make_optimizer, param_groups
+
+    model = torch.nn.Sequential(torch.nn.Flatten(), PNILinear(4, 3))
+    opt = make_optimizer(param_groups(model, {"weight_decay": 0.1}), {"name": "sgd", "lr": 1.0, "weight_decay": 0.1})
+    decay = {id(p): g["weight_decay"] for g in opt.param_groups for p in g["params"]}
+    lin = model[1]
+    assert decay[id(lin.alpha)] == 0.0 and decay[id(lin.weight)] == 0.1 and decay[id(lin.bias)] == 0.1
+    # with zero gradient, one SGD step shrinks the weights by lr * wd and leaves alpha alone
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    before_w, before_a = lin.weight.detach().clone(), lin.alpha.detach().clone()
+    opt.step()
+    torch.testing.assert_close(lin.weight.detach(), before_w * 0.9)
+    assert torch.equal(lin.alpha.detach(), before_a)
+    # without weight decay, or without flagged parameters, the plain parameter iterator
+    assert not isinstance(param_groups(model, {}), list)
+    assert not isinstance(param_groups(torch.nn.Linear(2, 2), {"weight_decay": 0.1}), list)
