@@ -1,7 +1,8 @@
 """Models by name. Each maps x (N, C, H, W) float32 in [0, 1] to logits (N, K).
 
-MNIST-sized models are defined here; the CIFAR-sized residual networks (WideResNet, the CIFAR
-ResNet) in ``robust_utils.resnets``.
+MNIST-sized models are defined here and in ``robust_utils.inception`` (the Inception-style CNN
+of paper 000); the CIFAR-sized residual networks (WideResNet, the CIFAR ResNet) in
+``robust_utils.resnets``.
 
 Normalisation, where a model wants it, is its own first layer, so every attack works in the
 pixel space [0, 1].
@@ -15,6 +16,7 @@ import torch
 from torch import nn
 
 from .layers import make_linear
+from .inception import InceptionMnist
 from .resnets import CifarResNet, WideResNet
 from .runtime import resolve_device
 
@@ -122,8 +124,8 @@ class LeNet5(nn.Module):
         return self.classifier(self.features(x))
 
 
-MODELS = {"mlp": MLP, "mnist_cnn": MnistCNN, "lenet5": LeNet5, "wide_resnet": WideResNet,
-          "cifar_resnet": CifarResNet}
+MODELS = {"mlp": MLP, "mnist_cnn": MnistCNN, "lenet5": LeNet5, "inception_mnist": InceptionMnist,
+          "wide_resnet": WideResNet, "cifar_resnet": CifarResNet}
 
 
 def build_model(name: str, seed: int, device: str | torch.device = "auto", **kwargs) -> nn.Module:
@@ -132,7 +134,8 @@ def build_model(name: str, seed: int, device: str | torch.device = "auto", **kwa
     The global RNG state is left as it was (the initialisation uses a forked RNG).
 
     Args:
-        name: a key of ``MODELS``: "mlp", "mnist_cnn", "lenet5", "wide_resnet", "cifar_resnet".
+        name: a key of ``MODELS``: "mlp", "mnist_cnn", "lenet5", "inception_mnist", "wide_resnet",
+            "cifar_resnet".
         seed: initialisation seed.
         device: "auto", "cpu", "cuda" or a torch.device.   kwargs: the model's constructor arguments.
     Raises:

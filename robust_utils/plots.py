@@ -50,6 +50,24 @@ def accuracy_vs_eps(curves: Mapping[str, Mapping[float, float]], title: str = ""
     return fig
 
 
+def metric_vs_eps(panels: Mapping[str, Mapping[str, Mapping[float, float]]], ylabel: str, xlabel: str, title: str = ""):
+    """Any metric (e.g. a regressor's RMSE) against eps: one panel per entry of ``panels``
+    ({panel title: {line label: {eps: value}}}), one line per label, shared y axis."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 3.8), sharey=True, squeeze=False)
+    for ax, (sub, curves) in zip(axes[0], panels.items()):
+        for label, values in curves.items():
+            eps = sorted(values)
+            ax.plot(eps, [values[e] for e in eps], marker="o", ms=3, label=label)
+        ax.set_xlabel(xlabel)
+        ax.set_title(sub)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel(ylabel)
+    axes[0][-1].legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
 def confusion_matrices(matrices: Mapping[str, np.ndarray], title: str = ""):
     """Side-by-side heatmaps of column-normalised confusion matrices C[y_hat, y]."""
     fig, axes = plt.subplots(1, len(matrices), figsize=(4.6 * len(matrices), 4.0), squeeze=False)

@@ -134,7 +134,8 @@ def _callback_key(cb: Callable) -> Any:
 
 
 def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, loss: str = "ce", loss_kwargs: dict | None = None,
-        objective: Objective | None = None, optimizer: dict | None = None, lr_schedule: dict | None = None,
+        targets: torch.Tensor | None = None, objective: Objective | None = None, optimizer: dict | None = None,
+        lr_schedule: dict | None = None,
         epochs: int = 1, batch_size: int = 100, seed: int = 0,
         callbacks: Sequence[Callback] = (), cache_enabled: bool = True, cache_dir: str | Path | None = None,
         progress: bool = True, desc: str | None = None) -> FitResult:
@@ -150,7 +151,10 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, loss: str = "ce",
     Args:
         model: any nn.Module mapping x -> logits (N, K); trained in place, returned in eval mode.
         x: (N, C, H, W) float32 in [0, 1], on the model's device.   y: (N,) int64.
-        loss: a name from ``losses.LOSSES`` ("ce", "hr"); loss_kwargs: its arguments (e.g. alpha).
+        loss: a name from ``losses.LOSSES`` ("ce", "hr", "soft_ce", ...); loss_kwargs: its arguments.
+        targets: per-sample training targets passed to the loss instead of y, e.g. soft labels
+            (N, K) float32 for "soft_ce" (``calibration.em_calibrate``); y still identifies the
+            samples' classes for validation. On the model's device; hashed into the cache key.
         objective: an ``Objective`` called as objective(model, xb, yb) instead of
             loss(model(xb), yb) (then ``loss`` and ``loss_kwargs`` must be left at their defaults).
         optimizer: spec for ``make_optimizer``; default {"name": "sgd", "lr": 0.01}. Parameters
@@ -176,14 +180,19 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, loss: str = "ce",
     loss_fn = get_loss(loss, **loss_kwargs)
     if objective is not None and (loss != "ce" or loss_kwargs):
         raise ValueError("pass either an objective or a loss, not both")
+    if targets is not None and (not isinstance(targets, torch.Tensor) or targets.shape[0] != x.shape[0]):
+        raise ValueError(f"targets must be a tensor with one row per sample ({x.shape[0]}), got "
+                         f"{tuple(targets.shape) if isinstance(targets, torch.Tensor) else type(targets).__name__}")
+    if targets is not None and objective is not None:
+        raise ValueError("targets are for a loss; an objective receives (model, x, y)")
     if objective is not None and not hasattr(objective, "cache_key"):
         raise ValueError(f"objective {objective!r} has no cache_key(); see train.Objective")
     optimizer = dict(optimizer or {"name": "sgd", "lr": 0.01})
     opt = make_optimizer(param_groups(model, optimizer), optimizer)
     scheduler = make_lr_schedule(opt, lr_schedule)
     device = next(model.parameters()).device
-    if x.device != device or y.device != device:
-        raise ValueError(f"x and y must be on the model's device {device}, got {x.device} / {y.device}")
+    if x.device != device or y.device != device or (targets is not None and targets.device != device):
+        raise ValueError(f"x, y (and targets) must be on the model's device {device}, got {x.device} / {y.device}")
 
     config = {
         "model": repr(model),
@@ -197,6 +206,8 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, loss: str = "ce",
         config["objective"] = objective.cache_key()
     if lr_schedule is not None:
         config["lr_schedule"] = lr_schedule
+    if targets is not None:
+        config["targets"] = cache.tensor_digest(targets)
     key = cache.config_key(config)
     path = cache.checkpoint_path(key, cache_dir) if cache_enabled else None
 
@@ -219,7 +230,7 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, loss: str = "ce",
             for batch, idx in enumerate(torch.randperm(x.shape[0], generator=gen).to(device).split(batch_size), 1):
                 opt.zero_grad(set_to_none=True)
                 if objective is None:
-                    batch_loss = loss_fn(model(x[idx]), y[idx])
+                    batch_loss = loss_fn(model(x[idx]), (y if targets is None else targets)[idx])
                 else:
                     batch_loss = objective(model, x[idx], y[idx])
                 batch_loss.backward()

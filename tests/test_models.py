@@ -30,7 +30,7 @@ def test_seeded_initialisation_leaves_global_rng_alone():
 
 
 def test_bad_model_and_device_arguments():
-    with pytest.raises(ValueError, match="unknown model .vgg.; valid: mlp, mnist_cnn, lenet5, wide_resnet, cifar_resnet"):
+    with pytest.raises(ValueError, match="unknown model .vgg.; valid: mlp, mnist_cnn, lenet5, inception_mnist, wide_resnet, cifar_resnet"):
         build_model("vgg", seed=0)
     with pytest.raises(ValueError, match="bad arguments for model 'mlp'"):
         build_model("mlp", seed=0, depth=3)

@@ -97,3 +97,15 @@ def test_paper_profile_stops_with_a_clear_message_without_the_full_cifar10(tmp_p
     executed = (tmp_path / "figures" / "paper" / "03_stochastic_lwta" / "03_stochastic_lwta.ipynb").read_text()
     assert "DataError" in executed and "c99cafc152244af753f735de768cd75f" in executed
     assert "cifar10_subset" in executed and not list((tmp_path / "cache").glob("*.pt"))
+
+
+@pytest.mark.slow
+def test_probabilistic_loss_notebook_smoke_profile(tmp_path, monkeypatch):
+    results = run_smoke("01_probabilistic_loss", tmp_path, monkeypatch)
+    assert results["profile"] == "smoke" and results["parameters"]["width"] == 0.25
+    cal = results["values"]["calibration"]
+    assert set(cal) == {"scalar", "diagonal"} and 0 < cal["scalar"]["mean_true_tau"] <= 1
+    assert len(results["claims"]) == 13  # 7 on classification, 6 on regression
+    assert {"figures1_2_seven.png", "eps_sweep.png", "regression.png"} <= set(results["figures"])
+    assert set(results["values"]["fgsm"]) == {"CE", "calibrated (EM)", "label smoothing", "eq. 6"}
+    assert len(results["values"]["regression"]) == 2 * 4 * 2  # targets x losses x eps (smoke grid)

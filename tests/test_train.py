@@ -124,3 +124,38 @@ def test_pni_alpha_is_excluded_from_weight_decay():
     # without weight decay, or without flagged parameters, the plain parameter iterator
     assert not isinstance(param_groups(model, {}), list)
     assert not isinstance(param_groups(torch.nn.Linear(2, 2), {"weight_decay": 0.1}), list)
+
+
+def test_per_sample_targets_reach_the_loss_and_the_cache_key(tmp_path):
+    """fit(targets=...) hands targets[idx] to the loss instead of y[idx] (soft labels), and a change
+    of targets changes the checkpoint key."""
+    torch.manual_seed(0)
+    x, y = torch.rand(40, 1, 4, 4), torch.randint(0, 3, (40,))
+    soft = torch.nn.functional.one_hot(y, 3).float() * 0.8 + 0.2 / 3
+
+    def build():
+        torch.manual_seed(1)
+        return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3))
+
+    seen = []
+    from robust_utils import losses
+
+    def spy(logits, t):
+        seen.append(t)
+        return losses.soft_cross_entropy(logits, t)
+
+    losses.LOSSES["_spy"] = spy
+    try:
+        r1 = fit(build(), x, y, loss="_spy", targets=soft, epochs=1, batch_size=10, cache_dir=tmp_path, progress=False)
+    finally:
+        del losses.LOSSES["_spy"]
+    assert all(t.dtype == torch.float32 and t.shape == (10, 3) for t in seen)
+    assert torch.allclose(torch.cat(seen).sum(1), torch.ones(40))
+    r2 = fit(build(), x, y, loss="soft_ce", targets=soft, epochs=1, batch_size=10, cache_dir=tmp_path, progress=False)
+    r3 = fit(build(), x, y, loss="soft_ce", targets=soft.flip(1), epochs=1, batch_size=10, cache_dir=tmp_path,
+             progress=False)
+    assert r2.key != r3.key and "targets" in r2.config and "targets" not in fit(
+        build(), x, y, epochs=1, batch_size=10, cache_dir=tmp_path, progress=False).config
+    with pytest.raises(ValueError, match="one row per sample"):
+        fit(build(), x, y, loss="soft_ce", targets=soft[:5], cache_dir=tmp_path, progress=False)
+    assert r1.history["loss"]
