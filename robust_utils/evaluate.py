@@ -166,12 +166,12 @@ def adversarial_examples(model: nn.Module, x: torch.Tensor, y: torch.Tensor, att
 
     With a batch-level loss (the HR loss) the result depends on ``batch_size``.
     """
-    check_images(x)
-    check_labels(y, x.shape[0])
-    check_positive_int(batch_size, "batch_size")
     if eps == 0:
+        check_images(x)
+        check_labels(y, x.shape[0])
+        check_positive_int(batch_size, "batch_size")
         return x
-    return torch.cat([attack(model, xb, yb, eps) for xb, yb in zip(x.split(batch_size), y.split(batch_size))])
+    return run_attack(model, x, y, lambda m, xb, yb: attack(m, xb, yb, eps), batch_size)
 
 
 def robust_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: Attack, eps_grid: Sequence[float],

@@ -33,6 +33,20 @@ def mnist_test():
 
 
 @pytest.fixture(scope="session")
+def first_correct():
+    """``first_correct(model, x, y, n=100)``: the first n images the model classifies correctly
+    (fails the test if there are fewer)."""
+    from robust_utils.evaluate import predict
+
+    def pick(model, x, y, n=100):
+        ok = predict(model, x) == y
+        assert ok.sum() >= n, f"only {int(ok.sum())} correctly classified images, need {n}"
+        return x[ok][:n], y[ok][:n]
+
+    return pick
+
+
+@pytest.fixture(scope="session")
 def trained_lenet(mnist_train):
     """LeNet-5 trained for 3 epochs on the 2,000 images (a few seconds); returned in eval mode.
 

@@ -45,12 +45,9 @@ def batch(mnist_test):
 
 
 @pytest.fixture(scope="module")
-def correct(trained_lenet, batch):
+def correct(trained_lenet, batch, first_correct):
     """The first 100 of those that trained_lenet classifies correctly."""
-    x, y = batch
-    ok = predict(trained_lenet, x) == y
-    assert ok.sum() >= 100
-    return x[ok][:100], y[ok][:100]
+    return first_correct(trained_lenet, *batch)
 
 
 # --------------------------------------------------------------------------------------- FGSM
