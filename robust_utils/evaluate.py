@@ -387,3 +387,10 @@ def sanity_checks(sweep: Mapping[float, float], n: int, single_step: tuple[str, 
     if white_box is not None and transfer is not None:
         rows.append(stronger(white_box, transfer))
     return pd.DataFrame(rows, columns=["check", "passed", "evidence"])
+
+
+def audit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, norm: str = "inf", **kwargs):
+    """The gradient-masking audit, ``robust_utils.audit.audit`` (same arguments, same result)."""
+    from .audit import audit as _audit
+
+    return _audit(model, x, y, eps, norm, **kwargs)

@@ -148,13 +148,15 @@ class DropConnectLinear(StochasticLinear):
         return f"in_features={self.in_features}, out_features={self.out_features}, p={self.p}"
 
 
-LINEAR_LAYERS = ("linear", "sdr-decay", "sdr-learnable", "dropconnect")
+LINEAR_LAYERS = ("linear", "sdr-decay", "sdr-learnable", "dropconnect", "pni")
 
 
 def make_linear(kind: str, in_features: int, out_features: int, **kwargs) -> nn.Module:
-    """A linear layer by kind: "linear" (nn.Linear), "sdr-decay", "sdr-learnable" or "dropconnect".
+    """A linear layer by kind: "linear" (nn.Linear), "sdr-decay", "sdr-learnable", "dropconnect" or
+    "pni" (``pni.PNILinear``, Rakin et al. 2019's trainable noise on the weights).
 
-    kwargs go to the layer (``sigma_init`` for SDR, ``p`` for DropConnect).
+    kwargs go to the layer (``sigma_init`` for SDR, ``p`` for DropConnect, ``noise`` and
+    ``alpha_init`` for PNI).
     Raises:
         ValueError: unknown kind or argument.
     """
@@ -165,6 +167,10 @@ def make_linear(kind: str, in_features: int, out_features: int, **kwargs) -> nn.
             return SDRLinear(in_features, out_features, rule=kind.split("-")[1], **kwargs)
         if kind == "dropconnect":
             return DropConnectLinear(in_features, out_features, **kwargs)
+        if kind == "pni":
+            from .pni import PNILinear
+
+            return PNILinear(in_features, out_features, **kwargs)
     except TypeError as e:
         raise ValueError(f"bad arguments for a {kind!r} layer: {e}") from None
     raise ValueError(f"unknown linear layer {kind!r}; valid: {', '.join(LINEAR_LAYERS)}")

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from .layers import make_linear
+from .lwta import make_activation
 from .inception import InceptionMnist
 from .resnets import CifarResNet, WideResNet
 from .runtime import resolve_device
@@ -35,19 +36,23 @@ class MLP(nn.Module):
         widths: hidden layer widths, e.g. (100, 100, 100) for Khan et al.'s 784-100-100-100-10.
         num_classes: K.   layer: one of ``layers.LINEAR_LAYERS``.
         layer_kwargs: arguments of the layer (``sigma_init`` for SDR, ``p`` for DropConnect).
+        activation: one of ``lwta.ACTIVATIONS`` ("relu", "lwta", "stochastic_lwta"); the LWTA
+            kinds need widths divisible by their ``units``.   activation_kwargs: its arguments.
     Shapes: x (N, C, H, W) or (N, in_features) float32 -> logits (N, K) float32.
     Raises:
-        ValueError: unknown layer or layer argument.
+        ValueError: unknown layer or activation, or a bad argument of either.
     """
 
     def __init__(self, in_features: int = 784, widths: Sequence[int] = (100, 100, 100), num_classes: int = 10,
-                 layer: str = "linear", layer_kwargs: dict | None = None):
+                 layer: str = "linear", layer_kwargs: dict | None = None, activation: str = "relu",
+                 activation_kwargs: dict | None = None):
         super().__init__()
         kw = dict(layer_kwargs or {})
+        act_kw = dict(activation_kwargs or {})
         layers: list[nn.Module] = [nn.Flatten()]
         prev = in_features
         for w in widths:
-            layers += [make_linear(layer, prev, w, **kw), nn.ReLU()]
+            layers += [make_linear(layer, prev, w, **kw), make_activation(activation, **act_kw)]
             prev = w
         layers.append(make_linear(layer, prev, num_classes, **kw))
         self.net = nn.Sequential(*layers)

@@ -147,3 +147,30 @@ def variance_schedule(history: Mapping[str, Sequence[float]], title: str = ""):
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
+
+
+def claimed_vs_measured(points: Sequence[Mapping], xlabel: str, ylabel: str, title: str = ""):
+    """Each defense's published robustness figure (x) against ours (y), with the diagonal y = x.
+
+    Args:
+        points: rows {"defense", "paper" (x, in [0, 1]), "measured" (y: ours under the strong
+            suite, filled marker), and optionally "protocol" (y: ours under the paper's own
+            evaluation, hollow marker joined to the filled one)}.
+    """
+    fig, ax = plt.subplots(figsize=(6.4, 5.0))
+    ax.plot([0, 1], [0, 1], color="0.6", lw=1, ls="--", label="measured = claimed")
+    for i, p in enumerate(points):
+        c = f"C{i % 10}"
+        if p.get("protocol") is not None:
+            ax.plot([p["paper"], p["paper"]], [p["protocol"], p["measured"]], color=c, lw=1, alpha=0.6)
+            ax.scatter([p["paper"]], [p["protocol"]], facecolors="none", edgecolors=c, s=50)
+        ax.scatter([p["paper"]], [p["measured"]], color=c, s=50, label=p["defense"])
+    ax.set_xlim(-0.03, 1.03)
+    ax.set_ylim(-0.03, 1.03)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    return fig

@@ -51,6 +51,7 @@ class Results:
         self.claims: list[dict] = []
         self.figures: list[str] = []
         self.values: dict[str, Any] = {}
+        self.leaderboards: dict[str, dict] = {}
 
     @property
     def display_dir(self) -> str:
@@ -71,6 +72,11 @@ class Results:
             diff = None if paper is None or ours is None else ours - paper
             rows.append({"cell": str(r["cell"]), "paper": paper, "ours": ours, "diff": diff})
         self.tables[name] = rows
+
+    def add_leaderboard(self, name: str, df: pd.DataFrame) -> None:
+        """Record a measured table with any columns (e.g. notebook 06's leaderboard); SUMMARY.md shows it as is."""
+        self.leaderboards[name] = {"columns": [str(c) for c in df.columns],
+                                   "rows": [{str(k): _clean(v) for k, v in r.items()} for r in df.to_dict("records")]}
 
     def add_claims(self, claims: Sequence[Claim]) -> None:
         """Record the claims cell's verdicts."""
@@ -96,5 +102,5 @@ class Results:
         return atomic_write_json(self.dir / "results.json", {
             "notebook": self.notebook, "profile": self.profile, "title": self.title,
             "parameters": self.parameters, "tables": self.tables, "claims": self.claims,
-            "values": self.values, "figures": self.figures,
+            "values": self.values, "figures": self.figures, "leaderboards": self.leaderboards,
         })

@@ -477,6 +477,9 @@ def _notebook_section(stem: str, path: Path, profile_dir: Path, failure: str | N
         lines += ["Parameters: " + ", ".join(f"`{k}={v!r}`" for k, v in data["parameters"].items()), ""]
     for name, rows in (data.get("tables") or {}).items():
         lines += [f"### {name}", "", *_table(["cell", "paper", "ours", "diff"], rows or []), ""]
+    for name, board in (data.get("leaderboards") or {}).items():
+        if isinstance(board, Mapping):
+            lines += [f"### {name}", "", *_table(list(board.get("columns") or []), board.get("rows") or []), ""]
     if data.get("values"):
         values = [{"name": k, "value": v} for k, v in data["values"].items()]
         lines += ["### Other values", "", *_table(["name", "value"], values), ""]

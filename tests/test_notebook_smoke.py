@@ -3,8 +3,16 @@
 import json
 
 import pytest
+import torch
 
-from robust_utils import runner
+from robust_utils import defenses, runner
+
+
+def assert_recipes_load_the_notebooks_models(recipe, notebook):
+    """notebook 06 rebuilds each paper notebook's models through ``defenses``: at the same profile the
+    recipe must compute the notebook's own cache keys, i.e. load every model instead of training it."""
+    runs = recipe(defenses.source_parameters(notebook, "smoke"), torch.device("cpu"))
+    assert runs and all(r.from_cache for r in runs.values()), {k: r.from_cache for k, r in runs.items()}
 
 
 @pytest.mark.slow
@@ -28,6 +36,8 @@ def test_smoke_profile_regenerates_outputs(tmp_path, monkeypatch, capsys):
     assert "Table 1 (MNIST)" in summary and "HRCE, eps=0.1" in summary
     assert list((tmp_path / "cache").glob("*.pt"))  # the smoke run trained and cached its models
     assert "02_hr_loss" in capsys.readouterr().out
+    monkeypatch.setenv("ROBUST_UTILS_CACHE", str(tmp_path / "cache"))
+    assert_recipes_load_the_notebooks_models(defenses.hr_loss, "02_hr_loss")
 
 
 def run_smoke(notebook, tmp_path, monkeypatch):
@@ -51,6 +61,7 @@ def test_sdr_notebook_smoke_profile(tmp_path, monkeypatch):
     assert len(adaptive) == 8 and {"EOT-PGD", "transfer from mean network"} <= set(adaptive[0])
     # the schedule ran with every=1 in the smoke profile: the thresholds moved at least once
     assert results["values"]["schedule_raised_after_epochs"]
+    assert_recipes_load_the_notebooks_models(defenses.stochastic_weights, "05_sdr_learnable")
 
 
 @pytest.mark.slow
@@ -64,6 +75,7 @@ def test_adversary_critic_notebook_smoke_profile(tmp_path, monkeypatch):
     assert len(results["claims"]) >= 30
     assert {"critic_training.png", "figure2_mlp_critic.png", "figure4_lenet5.png"} <= set(results["figures"])
     assert len(results["values"]["proxy_table2"]) == 10 and len(results["values"]["l2_budgets"]) == 10
+    assert_recipes_load_the_notebooks_models(defenses.adversary_critic, "04_adversary_critic")
 
 
 @pytest.mark.slow
@@ -109,3 +121,23 @@ def test_probabilistic_loss_notebook_smoke_profile(tmp_path, monkeypatch):
     assert {"figures1_2_seven.png", "eps_sweep.png", "regression.png"} <= set(results["figures"])
     assert set(results["values"]["fgsm"]) == {"CE", "calibrated (EM)", "label smoothing", "eq. 6"}
     assert len(results["values"]["regression"]) == 2 * 4 * 2  # targets x losses x eps (smoke grid)
+    assert_recipes_load_the_notebooks_models(defenses.probabilistic_loss, "01_probabilistic_loss")
+
+
+@pytest.mark.slow
+def test_adaptive_evaluation_notebook_smoke_profile(tmp_path, monkeypatch):
+    results = run_smoke("06_adaptive_evaluation", tmp_path, monkeypatch)
+    board = results["leaderboards"]["Leaderboard (MNIST)"]
+    assert {"defense", "clean", "AA Linf 0.1", "AA Linf 0.3", "AA L2 1.5", "AA L2 2", "audit"} <= set(board["columns"])
+    rows = {r["defense"]: r for r in board["rows"]}
+    assert len(rows) == 14 and {"HR loss", "SDR-Learnable", "Adversary critic", "PNI MLP (PGD-AT)",
+                                "Stochastic LWTA MLP (PGD-AT)", "Probabilistic loss (EM soft labels)"} <= set(rows)
+    assert all(0.0 <= r[c] <= 1.0 for r in rows.values() for c in board["columns"] if c.startswith("AA "))
+    assert rows["SDR-Learnable"]["random"] and not rows["HR loss"]["random"]
+    assert rows["HR loss"]["protocol: paper"] == 0.945  # Picot et al. Table 1, HRCE/MNIST at eps 0.1
+    values = results["values"]
+    assert values["crosscheck_ours_weaker"] is False and len(values["paragraphs"]) == 14
+    assert all(a[0]["check"] == "determinism probe" for a in values["audits"].values())
+    assert "claimed_vs_measured.png" in results["figures"]
+    summary = (tmp_path / "figures" / "smoke" / "SUMMARY.md").read_text()
+    assert "### Leaderboard (MNIST)" in summary and "| SDR-Learnable |" in summary

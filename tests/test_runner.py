@@ -215,6 +215,21 @@ def test_write_summary_reads_every_results_json(tmp_path):
     assert "Claims" not in text
 
 
+def test_write_summary_shows_leaderboards_with_their_own_columns(tmp_path):
+    import pandas as pd
+
+    from robust_utils.results import Results
+
+    res = Results("board", "tiny", "Board", {})
+    res.dir = tmp_path / "board"
+    res.add_leaderboard("Leaderboard (MNIST)", pd.DataFrame({"defense": ["HR loss", "CE"], "AA Linf 0.1": [0.25, None],
+                                                             "audit": ["passed", "1 failed"]}))
+    res.save()
+    text = write_summary(tmp_path).read_text()
+    assert "### Leaderboard (MNIST)" in text and "| defense | AA Linf 0.1 | audit |" in text
+    assert "| HR loss | 0.250 | passed |" in text and "| CE | — | 1 failed |" in text
+
+
 # ----------------------------------------------------------------------------- command line
 
 

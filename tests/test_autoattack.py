@@ -1,0 +1,76 @@
+"""AutoAttack through pyautoattack: faithful to the reference's settings, at least as strong as PGD,
+within budget, and bad input refused before any work."""
+
+import pytest
+import torch
+
+from robust_utils import attacks, autoattack, evaluate
+from robust_utils.models import build_model
+
+
+@pytest.mark.parametrize("version", autoattack.VERSIONS)
+def test_pyautoattack_builds_the_reference_settings(trained_mlp, version):
+    aa = autoattack.build(trained_mlp, 0.1, "inf", version)
+    assert autoattack.check_faithful(aa, version) == []
+
+
+def test_a_weakened_autoattack_is_caught(trained_mlp):
+    aa = autoattack.build(trained_mlp, 0.1, "inf", "standard")
+    aa.apgd.n_iter, aa.square.n_queries = 10, 100  # torchattacks-like shortcuts
+    problems = autoattack.check_faithful(aa, "standard")
+    assert len(problems) == 2 and any("apgd.n_iter" in p for p in problems)
+
+
+@pytest.mark.parametrize("norm,eps", [("inf", 0.1), ("2", 1.5)])
+def test_autoattack_is_at_least_as_strong_as_pgd_and_within_budget(trained_mlp, mnist_test, norm, eps):
+    x, y = mnist_test[0][:60], mnist_test[1][:60]
+    r = autoattack.autoattack(trained_mlp, x, y, eps, norm, seed=0)
+    d = (r.x_adv - x).flatten(1)
+    size = d.abs().amax(1) if norm == "inf" else d.norm(dim=1)
+    assert (size <= eps + 1e-5).all() and r.x_adv.min() >= 0 and r.x_adv.max() <= 1
+    assert r.clean_accuracy == pytest.approx(evaluate.accuracy(trained_mlp, x, y))
+    assert r.robust_accuracy == pytest.approx(evaluate.accuracy(trained_mlp, r.x_adv, y))
+    acc = list(r.by_attack.values())
+    assert list(r.by_attack) == ["apgd-ce", "apgd-t", "fab-t", "square"]
+    assert acc == sorted(acc, reverse=True) and acc[-1] == pytest.approx(r.robust_accuracy)
+    torch.manual_seed(0)
+    pgd = evaluate.attack_accuracy(trained_mlp, x, y, lambda m, a, b: attacks.pgd(m, a, b, eps, 2.5 * eps / 40, 40, norm=norm)).mean
+    assert r.robust_accuracy <= pgd + 0.02
+    assert r.robust_accuracy < r.clean_accuracy - 0.2  # an undefended MLP loses most of its accuracy
+
+
+def test_autoattack_is_reproducible_and_leaves_the_rng(trained_mlp, mnist_test):
+    x, y = mnist_test[0][:50], mnist_test[1][:50]
+    torch.manual_seed(123)
+    state = torch.get_rng_state()
+    a = autoattack.autoattack(trained_mlp, x, y, 1.0, "2", seed=3)
+    assert torch.equal(torch.get_rng_state(), state)
+    b = autoattack.autoattack(trained_mlp, x, y, 1.0, "2", seed=3)
+    assert torch.equal(a.x_adv, b.x_adv)
+
+
+def test_rand_version_on_a_random_model(mnist_train, mnist_test):
+    model = build_model("mlp", seed=0, device="cpu", widths=[32], layer="dropconnect", layer_kwargs={"p": 0.2})
+    from robust_utils.train import fit
+    fit(model, *mnist_train, epochs=2, optimizer={"name": "adam", "lr": 1e-3}, cache_enabled=False, progress=False)
+    x, y = mnist_test[0][:30], mnist_test[1][:30]
+    r = autoattack.autoattack(model, x, y, 0.3, "inf", version="rand", seed=0)
+    assert list(r.by_attack) == ["apgd-ce", "apgd-dlr"] and r.version == "rand"
+    assert (r.x_adv - x).abs().amax() <= 0.3 + 1e-6
+    assert model.training is False  # the mode is left as it was
+
+
+def test_square_is_black_box_and_within_budget(trained_mlp, mnist_test):
+    x, y = mnist_test[0][:50], mnist_test[1][:50]
+    x_adv = autoattack.square(trained_mlp, x, y, 0.2, "inf", queries=300, seed=0)
+    assert (x_adv - x).abs().amax() <= 0.2 + 1e-6
+    assert evaluate.accuracy(trained_mlp, x_adv, y) < evaluate.accuracy(trained_mlp, x, y) - 0.2
+
+
+@pytest.mark.parametrize("kwargs,match", [({"version": "fast"}, "unknown AutoAttack version"),
+                                          ({"norm": "1"}, "unknown norm"), ({"eps": 2.0}, "Linf eps"),
+                                          ({"eps": -0.1}, "eps must be >= 0")])
+def test_bad_arguments_are_refused(trained_mlp, mnist_test, kwargs, match):
+    args = {"eps": 0.1, "norm": "inf", "version": "standard", **kwargs}
+    with pytest.raises(ValueError, match=match):
+        autoattack.autoattack(trained_mlp, mnist_test[0][:5], mnist_test[1][:5], **args)
