@@ -2,7 +2,6 @@
 within the stated tolerance, and a weakened attack of ours is flagged."""
 
 import pytest
-import torch
 
 from robust_utils import crosscheck
 
