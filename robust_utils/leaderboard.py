@@ -93,14 +93,13 @@ def paragraph(row: pd.Series, twin_row: pd.Series | None, headline: str, audit_v
     """One paragraph on a defense, from its leaderboard row (and its twin's), nothing else.
 
     Args:
-        row: the defense's leaderboard row (columns defense, architecture, notebook, random,
-            from cache, clean, protocol, protocol: paper, protocol: ours, and the AA columns).
+        row: the defense's leaderboard row (columns defense, architecture, random, clean, protocol, protocol: paper, protocol: ours, and the AA columns).
         twin_row: its undefended twin's row, or None.   headline: the AA column compared with the twin.
         audit_verdict: the audit's verdict line.
     """
     aa = [c for c in row.index if c.startswith("AA ")]
-    parts = [f"**{row['defense']}** ({row['architecture']}; {'random' if row['random'] else 'deterministic'} forward pass; "
-             f"{'loaded from the checkpoint cache' if row['from cache'] else 'trained in this run'}): "
+    # (whether the model came from the cache is left out: the text must not depend on what ran before)
+    parts = [f"**{row['defense']}** ({row['architecture']}; {'random' if row['random'] else 'deterministic'} forward pass): "
              f"clean accuracy {row['clean']:.1%}."]
     if not _missing(row["protocol: ours"]):
         fmt = "{:.3f}" if row["protocol"].startswith("rho_adv") else "{:.1%}"
