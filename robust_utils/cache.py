@@ -16,12 +16,23 @@ from .paths import cache_root
 CACHE_FORMAT = 1  # bump when the meaning of a cached checkpoint changes
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically (temp file in the same folder, fsync, os.replace)."""
+    """Write ``data`` to ``path`` atomically (temp file in the same folder, fsync, os.replace).
+
+    The file gets the permissions of an ordinary new file (0o666 minus the umask), not the
+    owner-only 0o600 of the temporary file, so that figures and reports can be served or shared.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

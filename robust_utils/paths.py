@@ -1,4 +1,4 @@
-"""Where things live: the project root, the figures folder, the checkpoint cache."""
+"""Where things live: the project root, the figures folder, the checkpoint cache and bundle."""
 
 from __future__ import annotations
 
@@ -28,7 +28,14 @@ def notebooks_dir() -> Path:
     return project_root() / "notebooks"
 
 
-PATH_VARIABLES = ("ROBUST_UTILS_FIGURES", "ROBUST_UTILS_DATA", "ROBUST_UTILS_CACHE")
+def bundle_dir() -> Path:
+    """The checkpoint bundle (``python -m robust_utils export-checkpoints``): $ROBUST_UTILS_CHECKPOINTS,
+    else <repo>/data/checkpoints."""
+    env = os.environ.get("ROBUST_UTILS_CHECKPOINTS")
+    return Path(env) if env else project_root() / "data" / "checkpoints"
+
+
+PATH_VARIABLES = ("ROBUST_UTILS_FIGURES", "ROBUST_UTILS_DATA", "ROBUST_UTILS_CACHE", "ROBUST_UTILS_CHECKPOINTS")
 
 
 def absolute_path_variables() -> None:

@@ -16,6 +16,7 @@ import pandas as pd
 from .cache import atomic_write_bytes, atomic_write_json
 from .claims import Claim
 from .paths import figures_root, project_root
+from .train import used_checkpoints
 
 
 def output_dir(profile: str, notebook: str) -> Path:
@@ -98,9 +99,15 @@ class Results:
         return path
 
     def save(self) -> Path:
-        """Write results.json atomically; returns its path."""
+        """Write results.json atomically; returns its path.
+
+        It also lists the checkpoint keys this process's ``fit`` calls loaded or saved
+        (``train.used_checkpoints``): a notebook runs in its own kernel, so these are the
+        notebook's, which ``python -m robust_utils export-checkpoints`` bundles.
+        """
         return atomic_write_json(self.dir / "results.json", {
             "notebook": self.notebook, "profile": self.profile, "title": self.title,
             "parameters": self.parameters, "tables": self.tables, "claims": self.claims,
             "values": self.values, "figures": self.figures, "leaderboards": self.leaderboards,
+            "checkpoints": used_checkpoints(),
         })

@@ -32,7 +32,7 @@ from .cache import atomic_write_bytes
 
 __all__ = [
     "RunnerError", "list_profiles", "load_profile", "parse_overrides", "notebook_parameters",
-    "resolve_parameters", "run", "write_summary",
+    "resolve_parameters", "run", "write_summary", "read_results", "format_value",
 ]
 
 DEFAULT_PROFILE = "classroom"
@@ -444,15 +444,24 @@ def run(
 # --------------------------------------------------------------------------- SUMMARY.md
 
 
-def _cell(value: Any, signed: bool = False) -> str:
-    """A Markdown table cell: floats to 3 decimals (with a sign if ``signed``), None as an em dash, pipes escaped."""
+def format_value(value: Any, signed: bool = False) -> str:
+    """A results.json value as shown in SUMMARY.md and the HTML report.
+
+    Args:
+        value: a number, string, None, ...   signed: write floats with a sign (for differences).
+    Returns:
+        Floats to 3 decimals (``+0.005`` if ``signed``), None as an em dash, anything else as str().
+    """
     if value is None:
-        text = "—"
-    elif isinstance(value, float):
-        text = f"{value:+.3f}" if signed else f"{value:.3f}"
-    else:
-        text = str(value)
-    return " ".join(text.replace("|", "\\|").split()) or " "
+        return "—"
+    if isinstance(value, float):
+        return f"{value:+.3f}" if signed else f"{value:.3f}"
+    return str(value)
+
+
+def _cell(value: Any, signed: bool = False) -> str:
+    """A Markdown table cell: :func:`format_value`, whitespace collapsed, pipes escaped."""
+    return " ".join(format_value(value, signed).replace("|", "\\|").split()) or " "
 
 
 def _table(columns: list[str], rows: Iterable[Mapping[str, Any]]) -> list[str]:
@@ -462,11 +471,25 @@ def _table(columns: list[str], rows: Iterable[Mapping[str, Any]]) -> list[str]:
     return lines
 
 
+def read_results(path: str | os.PathLike) -> dict:
+    """Read one notebook's results.json.
+
+    Args:
+        path: the file, figures/<profile>/<stem>/results.json.
+    Returns:
+        Its JSON object (keys as written by :class:`robust_utils.results.Results`; any may be absent).
+    Raises:
+        OSError: the file cannot be read.   ValueError: not JSON, or not a JSON object.
+    """
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    if not isinstance(data, dict):
+        raise ValueError("not a JSON object")
+    return data
+
+
 def _notebook_section(stem: str, path: Path, profile_dir: Path, failure: str | None) -> list[str]:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        if not isinstance(data, dict):
-            raise ValueError("not a JSON object")
+        data = read_results(path)
     except (OSError, ValueError) as exc:
         return [f"## {stem}", "", f"Could not read `{stem}/results.json`: {_error_line(exc)}", ""]
     title = data.get("title")

@@ -16,11 +16,25 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from . import cache
+from . import bundle, cache
 from ._checks import check_images, check_labels, check_positive_int
 from .losses import get_loss
 
 OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
+
+# The checkpoint keys this process has loaded or saved, in order of first use: key -> description.
+# A notebook runs in its own kernel, so this is that notebook's list (``results.Results.save``
+# writes it into results.json; ``python -m robust_utils export-checkpoints`` reads it back).
+_USED: dict[str, str] = {}
+
+
+def used_checkpoints() -> list[str]:
+    """The checkpoint keys that ``fit`` loaded or saved in this process, in order of first use."""
+    return list(_USED)
+
+
+def _record(key: str, description: str) -> None:
+    _USED.setdefault(key, description)
 
 
 class Objective(Protocol):
@@ -146,7 +160,9 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, loss: str = "ce",
     schedule specs, epochs, batch size, seed, the device type and each
     callback's ``cache_key()``. A second call with the same configuration loads the checkpoint
     (weights and history) instead of training; checkpoints are written atomically and loaded
-    with ``weights_only=True``.
+    with ``weights_only=True``. On a cache miss, a checkpoint bundle exported by a teacher
+    (``bundle.find``, sha256 verified) is loaded the same way, in place; nothing is copied into
+    the cache. Every key loaded or saved is recorded (``used_checkpoints``).
 
     Args:
         model: any nn.Module mapping x -> logits (N, K); trained in place, returned in eval mode.
@@ -171,6 +187,7 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, loss: str = "ce",
         FitResult.
     Raises:
         ValueError: bad data, loss, objective, optimiser, schedule, epochs or batch size (before any training).
+        bundle.BundleError: the bundle lists this checkpoint but its file is missing or corrupt.
     """
     check_images(x)
     check_labels(y, x.shape[0])
@@ -211,7 +228,10 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, loss: str = "ce",
     key = cache.config_key(config)
     path = cache.checkpoint_path(key, cache_dir) if cache_enabled else None
 
+    if path is not None and not path.is_file():
+        path = bundle.find(key) or path  # a teacher's checkpoint bundle (checksummed); never copied into the cache
     if path is not None and path.is_file():
+        _record(key, desc or f"fit {loss}")
         ckpt = cache.load_checkpoint(path, map_location=device)
         model.load_state_dict(ckpt["state_dict"])
         if objective is not None and hasattr(objective, "load_state_dict") and "objective_state" in ckpt:
@@ -258,8 +278,9 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, loss: str = "ce",
         if objective is not None and hasattr(objective, "state_dict"):
             ckpt["objective_state"] = objective.state_dict()
         cache.save_checkpoint(path, ckpt)
+        _record(key, desc or f"fit {loss}")
     return FitResult(model, history, key, path, False, config)
 
 
 __all__ = ["fit", "FitResult", "Callback", "Objective", "make_optimizer", "make_lr_schedule", "param_groups",
-           "OPTIMIZERS"]
+           "OPTIMIZERS", "used_checkpoints"]

@@ -18,6 +18,7 @@ def assert_recipes_load_the_notebooks_models(recipe, notebook):
 @pytest.mark.slow
 def test_smoke_profile_regenerates_outputs(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("ROBUST_UTILS_CACHE", str(tmp_path / "cache"))  # train for real, not from a cache
+    monkeypatch.setenv("ROBUST_UTILS_CHECKPOINTS", str(tmp_path / "no_bundle"))  # nor from a classroom bundle
     figures = tmp_path / "figures"
     assert runner.run(profile="smoke", notebooks=["02_hr_loss"], figures_dir=figures) == 0
     out = figures / "smoke" / "02_hr_loss"
@@ -41,8 +42,9 @@ def test_smoke_profile_regenerates_outputs(tmp_path, monkeypatch, capsys):
 
 
 def run_smoke(notebook, tmp_path, monkeypatch):
-    """Run one notebook at the smoke profile with an empty cache; its results.json as a dict."""
+    """Run one notebook at the smoke profile with an empty cache (and no bundle); its results.json as a dict."""
     monkeypatch.setenv("ROBUST_UTILS_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("ROBUST_UTILS_CHECKPOINTS", str(tmp_path / "no_bundle"))
     figures = tmp_path / "figures"
     assert runner.run(profile="smoke", notebooks=[notebook], figures_dir=figures) == 0
     return json.loads((figures / "smoke" / notebook / "results.json").read_text())

@@ -104,6 +104,18 @@ def test_atomic_write_json_replaces_whole_file(tmp_path):
     assert [q.name for q in tmp_path.iterdir()] == ["r.json"]
 
 
+def test_atomic_write_gives_ordinary_file_permissions(tmp_path):
+    """Not the owner-only 0o600 of the temporary file: figures and reports are meant to be shared."""
+    import os
+
+    old = os.umask(0o022)
+    try:
+        p = cache.atomic_write_bytes(tmp_path / "f.png", b"x")
+    finally:
+        os.umask(old)
+    assert p.stat().st_mode & 0o777 == 0o644
+
+
 def test_pni_alpha_is_excluded_from_weight_decay():
     """Rakin et al. 2019 (NOTES.md C.3): the noise scales alpha get no weight decay, the weights do."""
     from robust_utils.pni import PNILinear
