@@ -25,6 +25,7 @@ import torch
 
 from . import cache, paths
 from .paths import bundle_dir
+from .runner import list_profiles, read_results
 
 BUNDLE_FORMAT = 1
 MANIFEST = "manifest.json"
@@ -98,10 +99,10 @@ def _used_keys(profile_dir: Path, profile: str) -> dict[str, list[str]]:
     used: dict[str, list[str]] = {}
     for path in files:
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, ValueError) as exc:
-            raise BundleError(f"{path} is not valid JSON ({exc}); re-run that notebook") from exc
-        keys = data.get("checkpoints") if isinstance(data, dict) else None
+            data = read_results(path)
+        except (OSError, ValueError) as exc:
+            raise BundleError(f"{path} is not a valid results.json ({exc}); re-run that notebook") from exc
+        keys = data.get("checkpoints")
         if not isinstance(keys, list):
             raise BundleError(f"{path} has no 'checkpoints' list: it predates checkpoint recording; re-run that "
                               f"notebook (`python -m robust_utils run --profile {profile} --notebooks "
@@ -133,8 +134,6 @@ def export_bundle(profile: str = "classroom", figures_dir: str | os.PathLike | N
             cache (naming its key, notebook and cache path); a copied checkpoint that does not
             load with weights_only=True.
     """
-    from .runner import list_profiles
-
     profiles = list_profiles()
     if profile not in profiles:
         raise BundleError(f"unknown profile {profile!r}; valid profiles: {', '.join(profiles) or '(none)'}")
