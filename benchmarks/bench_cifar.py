@@ -15,8 +15,9 @@ import time
 import torch
 import torch.nn.functional as F
 
-from robust_utils import attacks, runtime
-from robust_utils.models import build_model
+from robust_utils import attacks
+from robust_utils.core import runtime
+from robust_utils.nn.models import build_model
 
 VARIANTS = {"relu": {}, "stochastic_lwta": {"activation": "stochastic_lwta"}, "pni": {"layer": "pni"}}
 

@@ -17,10 +17,11 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
-from robust_utils import attacks, runtime
-from robust_utils.data import load_dataset
-from robust_utils.models import build_model
-from robust_utils.train import fit
+from robust_utils import attacks
+from robust_utils.core import runtime
+from robust_utils.core.data import load_dataset
+from robust_utils.nn.models import build_model
+from robust_utils.training import fit
 
 
 def _sync(device):

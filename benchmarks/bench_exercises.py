@@ -19,7 +19,8 @@ import time
 import nbformat
 import torch
 
-from robust_utils import assign, paths
+from robust_utils.app import assign
+from robust_utils.core import paths
 
 
 def main() -> None:

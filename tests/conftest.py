@@ -11,10 +11,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from robust_utils.data import load_dataset
-from robust_utils.models import build_model
-from robust_utils.paths import absolute_path_variables
-from robust_utils.train import fit
+from robust_utils.core.data import load_dataset
+from robust_utils.nn.models import build_model
+from robust_utils.core.paths import absolute_path_variables
+from robust_utils.training import fit
 
 torch.set_num_threads(2)
 absolute_path_variables()  # nbval's kernels run in notebooks/: a relative ROBUST_UTILS_DATA would move
@@ -36,7 +36,7 @@ def mnist_test():
 def first_correct():
     """``first_correct(model, x, y, n=100)``: the first n images the model classifies correctly
     (fails the test if there are fewer)."""
-    from robust_utils.evaluate import predict
+    from robust_utils.evaluation import predict
 
     def pick(model, x, y, n=100):
         ok = predict(model, x) == y

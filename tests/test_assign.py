@@ -14,8 +14,9 @@ import nbformat
 import pytest
 import torch
 
-from robust_utils import assign, paths
-from robust_utils.__main__ import main
+from robust_utils.app import assign
+from robust_utils.core import paths
+from robust_utils.app.cli import main
 
 PAPER_NOTEBOOKS = ["01_probabilistic_loss", "02_hr_loss", "03_stochastic_lwta", "04_adversary_critic",
                    "05_sdr_learnable"]

@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from robust_utils.attacks import cw_l2, deepfool, fgsm, pgd
-from robust_utils.attacks._grad import input_gradient
-from robust_utils.losses import cross_entropy, hr_loss
+from robust_utils.attacks.grad import input_gradient
+from robust_utils.core.losses import cross_entropy, hr_loss
 
 TOL = 1e-6
 

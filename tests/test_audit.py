@@ -5,9 +5,9 @@ import pytest
 import torch
 from torch import nn
 
-from robust_utils import audit, evaluate
-from robust_utils.models import build_model
-from robust_utils.train import fit
+from robust_utils.evaluation import audit
+from robust_utils.nn.models import build_model
+from robust_utils.training import fit
 
 FAST = {"steps": (5, 20), "restarts": 2, "square_queries": 200, "eot_samples": (1, 3)}
 
@@ -74,8 +74,8 @@ def test_a_random_model_is_attacked_with_eot(mnist_train, mnist_test):
     assert not model.training  # the probe of train mode is undone
 
 
-def test_evaluate_audit_is_the_audit(trained_mlp, points):
-    a = evaluate.audit(trained_mlp, *points, 0.1, **FAST)
+def test_the_audit_is_reproducible(trained_mlp, points):
+    a = audit.audit(trained_mlp, *points, 0.1, **FAST)
     b = audit.audit(trained_mlp, *points, 0.1, **FAST)
     assert a.accuracies == b.accuracies and a.verdict == b.verdict
 

@@ -4,8 +4,9 @@ within budget, and bad input refused before any work."""
 import pytest
 import torch
 
-from robust_utils import attacks, autoattack, evaluate
-from robust_utils.models import build_model
+from robust_utils import attacks, evaluation
+from robust_utils.evaluation import autoattack
+from robust_utils.nn.models import build_model
 
 
 @pytest.mark.parametrize("version", autoattack.VERSIONS)
@@ -28,13 +29,13 @@ def test_autoattack_is_at_least_as_strong_as_pgd_and_within_budget(trained_mlp, 
     d = (r.x_adv - x).flatten(1)
     size = d.abs().amax(1) if norm == "inf" else d.norm(dim=1)
     assert (size <= eps + 1e-5).all() and r.x_adv.min() >= 0 and r.x_adv.max() <= 1
-    assert r.clean_accuracy == pytest.approx(evaluate.accuracy(trained_mlp, x, y))
-    assert r.robust_accuracy == pytest.approx(evaluate.accuracy(trained_mlp, r.x_adv, y))
+    assert r.clean_accuracy == pytest.approx(evaluation.accuracy(trained_mlp, x, y))
+    assert r.robust_accuracy == pytest.approx(evaluation.accuracy(trained_mlp, r.x_adv, y))
     acc = list(r.by_attack.values())
     assert list(r.by_attack) == ["apgd-ce", "apgd-t", "fab-t", "square"]
     assert acc == sorted(acc, reverse=True) and acc[-1] == pytest.approx(r.robust_accuracy)
     torch.manual_seed(0)
-    pgd = evaluate.attack_accuracy(trained_mlp, x, y, lambda m, a, b: attacks.pgd(m, a, b, eps, 2.5 * eps / 40, 40, norm=norm)).mean
+    pgd = evaluation.attack_accuracy(trained_mlp, x, y, lambda m, a, b: attacks.pgd(m, a, b, eps, 2.5 * eps / 40, 40, norm=norm)).mean
     assert r.robust_accuracy <= pgd + 0.02
     assert r.robust_accuracy < r.clean_accuracy - 0.2  # an undefended MLP loses most of its accuracy
 
@@ -51,7 +52,7 @@ def test_autoattack_is_reproducible_and_leaves_the_rng(trained_mlp, mnist_test):
 
 def test_rand_version_on_a_random_model(mnist_train, mnist_test):
     model = build_model("mlp", seed=0, device="cpu", widths=[32], layer="dropconnect", layer_kwargs={"p": 0.2})
-    from robust_utils.train import fit
+    from robust_utils.training import fit
     fit(model, *mnist_train, epochs=2, optimizer={"name": "adam", "lr": 1e-3}, cache_enabled=False, progress=False)
     x, y = mnist_test[0][:30], mnist_test[1][:30]
     r = autoattack.autoattack(model, x, y, 0.3, "inf", version="rand", seed=0)
@@ -64,7 +65,7 @@ def test_square_is_black_box_and_within_budget(trained_mlp, mnist_test):
     x, y = mnist_test[0][:50], mnist_test[1][:50]
     x_adv = autoattack.square(trained_mlp, x, y, 0.2, "inf", queries=300, seed=0)
     assert (x_adv - x).abs().amax() <= 0.2 + 1e-6
-    assert evaluate.accuracy(trained_mlp, x_adv, y) < evaluate.accuracy(trained_mlp, x, y) - 0.2
+    assert evaluation.accuracy(trained_mlp, x_adv, y) < evaluation.accuracy(trained_mlp, x, y) - 0.2
 
 
 @pytest.mark.parametrize("kwargs,match", [({"version": "fast"}, "unknown AutoAttack version"),

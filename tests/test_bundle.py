@@ -7,11 +7,12 @@ import pytest
 import torch
 from torch import nn
 
-from robust_utils import bundle, cache, train
-from robust_utils.__main__ import main
-from robust_utils.bundle import BundleError, export_bundle
-from robust_utils.results import Results
-from robust_utils.train import fit, used_checkpoints
+from robust_utils.app.bundle import BundleError, export_bundle
+from robust_utils.app.cli import main
+from robust_utils.app.results import Results
+from robust_utils.core import store
+from robust_utils.core.store import used_checkpoints
+from robust_utils.training import fit
 
 
 @pytest.fixture
@@ -21,7 +22,7 @@ def dirs(tmp_path, monkeypatch):
     monkeypatch.setenv("ROBUST_UTILS_CACHE", str(d["cache"]))
     monkeypatch.setenv("ROBUST_UTILS_FIGURES", str(d["figures"]))
     monkeypatch.setenv("ROBUST_UTILS_CHECKPOINTS", str(d["bundle"]))
-    monkeypatch.setattr(train, "_USED", {})
+    store.forget_used_checkpoints()
     return d
 
 
@@ -45,7 +46,7 @@ def _results_json(figures, profile, notebook, keys):
 
 
 def _export_one(dirs):
-    """Train once into the cache, record it for figures/classroom/nb, export, then empty the cache."""
+    """Train once into the cache, record it for figures/classroom/nb, export, then empty the store."""
     first = _fit()
     _results_json(dirs["figures"], "classroom", "nb", [first.key])
     manifest = export_bundle("classroom")
@@ -73,7 +74,7 @@ def test_export_then_fit_loads_from_the_bundle_without_training(dirs):
                                                    "bytes": len(data), "notebooks": ["nb"]}}
     assert list(dirs["cache"].iterdir()) == []
 
-    train._USED.clear()
+    store.forget_used_checkpoints()
     calls = []
     torch.manual_seed(0)
     model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
@@ -97,7 +98,7 @@ def test_export_to_explicit_out_and_figures_dir(dirs, tmp_path):
     manifest = export_bundle("smoke", figures_dir=tmp_path / "elsewhere", out=tmp_path / "out")
     assert manifest == tmp_path / "out" / "manifest.json" and (tmp_path / "out" / f"{first.key}.pt").is_file()
     assert json.loads(manifest.read_text())["checkpoints"][first.key]["notebooks"] == ["a", "b"]
-    assert bundle.find(first.key) is None  # the default bundle folder holds nothing
+    assert store.find_in_bundle(first.key) is None  # the default bundle folder holds nothing
 
 
 def test_a_flipped_byte_is_refused_with_file_and_checksum(dirs):
@@ -118,7 +119,7 @@ def test_a_missing_bundle_file_is_refused(dirs):
     path = dirs["bundle"] / f"{first.key}.pt"
     path.unlink()
     with pytest.raises(BundleError) as e:
-        bundle.find(first.key)
+        store.find_in_bundle(first.key)
     assert str(path) in str(e.value) and expected in str(e.value) and "teacher" in str(e.value)
 
 
@@ -126,14 +127,14 @@ def test_a_corrupt_manifest_is_named(dirs):
     _, manifest = _export_one(dirs)
     manifest.write_text("{not json")
     with pytest.raises(BundleError, match="manifest") as e:
-        bundle.find("0" * 20)
+        store.find_in_bundle("0" * 20)
     assert str(manifest) in str(e.value)
 
 
 def test_no_manifest_or_unlisted_key_is_none(dirs):
-    assert bundle.find("0" * 20) is None
+    assert store.find_in_bundle("0" * 20) is None
     _export_one(dirs)
-    assert bundle.find("0" * 20) is None
+    assert store.find_in_bundle("0" * 20) is None
 
 
 def test_export_errors(dirs):
@@ -162,8 +163,8 @@ class Payload:
 
 def test_a_checkpoint_with_arbitrary_objects_is_refused(dirs):
     key = "a" * 20
-    cache.checkpoint_path(key).parent.mkdir(parents=True)
-    torch.save({"state_dict": {}, "history": Payload()}, cache.checkpoint_path(key))
+    store.checkpoint_path(key).parent.mkdir(parents=True)
+    torch.save({"state_dict": {}, "history": Payload()}, store.checkpoint_path(key))
     _results_json(dirs["figures"], "classroom", "nb", [key])
     with pytest.raises(BundleError, match="weights_only=True"):
         export_bundle("classroom")

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from robust_utils import calibration as cal
+from robust_utils.methods import calibration as cal
 
 
 def _mixture(seed=0, n=40, d=6):

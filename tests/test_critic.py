@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from robust_utils import attacks, evaluate, train
-from robust_utils.critic import AdversaryCritic, ClassConfidence, Critic, critic_loss, gradient_penalty
+from robust_utils import attacks, evaluation, training
+from robust_utils.methods.critic import AdversaryCritic, ClassConfidence, Critic, critic_loss, gradient_penalty
 
 
 def small_mlp(seed=0, k=10, d=784, h=32):
@@ -219,7 +219,7 @@ def test_adversary_critic_objective_trains_both_networks_and_is_cached(tmp_path)
     obj = make()
     critic_before = [p.detach().clone() for p in obj.critic.parameters()]
     model_before = [p.detach().clone() for p in model.parameters()]
-    res = train.fit(model, x, y, objective=obj, optimizer={"name": "adam", "lr": 5e-4, "betas": (0.5, 0.999)},
+    res = training.fit(model, x, y, objective=obj, optimizer={"name": "adam", "lr": 5e-4, "betas": (0.5, 0.999)},
                     lr_schedule={"step_size": 1, "gamma": 0.5}, epochs=2, batch_size=20, cache_dir=tmp_path,
                     progress=False)
     assert not res.from_cache
@@ -231,7 +231,7 @@ def test_adversary_critic_objective_trains_both_networks_and_is_cached(tmp_path)
 
     model2 = small_mlp(seed=5)
     obj2 = make()
-    res2 = train.fit(model2, x, y, objective=obj2, optimizer={"name": "adam", "lr": 5e-4, "betas": (0.5, 0.999)},
+    res2 = training.fit(model2, x, y, objective=obj2, optimizer={"name": "adam", "lr": 5e-4, "betas": (0.5, 0.999)},
                      lr_schedule={"step_size": 1, "gamma": 0.5}, epochs=2, batch_size=20, cache_dir=tmp_path,
                      progress=False)
     assert res2.from_cache and res2.key == res.key
@@ -247,11 +247,11 @@ def test_fit_rejects_an_objective_with_a_loss_and_a_bad_schedule():
     x, y = torch.rand(4, 1, 28, 28), torch.zeros(4, dtype=torch.int64)
     obj = AdversaryCritic(Critic(widths=(8,)))
     with pytest.raises(ValueError, match="either"):
-        train.fit(model, x, y, loss="hr", objective=obj, cache_enabled=False, progress=False)
+        training.fit(model, x, y, loss="hr", objective=obj, cache_enabled=False, progress=False)
     with pytest.raises(ValueError, match="gamma"):
-        train.fit(model, x, y, lr_schedule={"step_size": 1, "gamma": 2.0}, cache_enabled=False, progress=False)
+        training.fit(model, x, y, lr_schedule={"step_size": 1, "gamma": 2.0}, cache_enabled=False, progress=False)
     with pytest.raises(ValueError, match="keys"):
-        train.fit(model, x, y, lr_schedule={"every": 1}, cache_enabled=False, progress=False)
+        training.fit(model, x, y, lr_schedule={"every": 1}, cache_enabled=False, progress=False)
 
 
 # --- rho_adv (eq. 8) ------------------------------------------------------------------------------
@@ -272,15 +272,15 @@ def test_rho_adv_of_deepfool_on_a_linear_model_is_the_closed_form_margin_ratio()
     # DeepFool crosses a linear boundary in one step: the margin plus its 1e-4 logit-unit push
     expected = (margin + 1e-4 / w[1].norm()) / x.flatten(1).norm(dim=1)
     expected[0] = 0.0
-    mp = evaluate.minimal_perturbation(model, x, y, lambda m, a, t: attacks.deepfool(m, a, t, steps=5, overshoot=0.0))
+    mp = evaluation.minimal_perturbation(model, x, y, lambda m, a, t: attacks.deepfool(m, a, t, steps=5, overshoot=0.0))
     assert mp.success_rate == 1.0
     torch.testing.assert_close(mp.ratio, expected, atol=1e-6, rtol=1e-4)
-    assert evaluate.rho_adv(model, x, y, lambda m, a, t: attacks.deepfool(m, a, t, steps=5, overshoot=0.0)) \
+    assert evaluation.rho_adv(model, x, y, lambda m, a, t: attacks.deepfool(m, a, t, steps=5, overshoot=0.0)) \
         == pytest.approx(expected.mean().item(), rel=1e-4)
 
 
 def test_minimal_perturbation_robust_accuracy_counts_points_beyond_the_budget():
-    mp = evaluate.MinimalPerturbation(distance=torch.tensor([0.0, 0.5, 1.0, 2.0]),
+    mp = evaluation.MinimalPerturbation(distance=torch.tensor([0.0, 0.5, 1.0, 2.0]),
                                       ratio=torch.tensor([0.0, 0.05, 0.1, 0.2]),
                                       fooled=torch.tensor([True, True, True, False]),
                                       x_adv=torch.zeros(4, 1, 2, 2))

@@ -3,7 +3,7 @@ within the stated tolerance, and a weakened attack of ours is flagged."""
 
 import pytest
 
-from robust_utils import crosscheck
+from robust_utils.evaluation import crosscheck
 
 
 @pytest.mark.parametrize("fixture", ["trained_mlp", "trained_lenet"])

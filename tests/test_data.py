@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from robust_utils import data
+from robust_utils.core import data
 
 
 def test_mnist_test_split_shapes_and_range():

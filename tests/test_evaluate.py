@@ -1,31 +1,32 @@
-"""robust_utils.evaluate: accuracies, eps grids, confusion matrices, claims."""
+"""robust_utils.evaluation: accuracies, eps grids, confusion matrices, claims."""
 
 import numpy as np
 import pytest
 import torch
 
-from robust_utils import claims, evaluate, reference
+from robust_utils.evaluation import claims, reference
+from robust_utils import attacks, evaluation
 
 
 def test_confusion_matrix_convention_and_identity_gap():
     y_true = torch.tensor([0, 0, 0, 0, 1, 1])
     y_pred = torch.tensor([0, 0, 0, 1, 1, 1])
-    c = evaluate.confusion_matrix(y_true, y_pred, 3)
+    c = evaluation.confusion_matrix(y_true, y_pred, 3)
     # C[y_hat, y]: rows are predictions, columns truths; each non-empty column sums to 1
     assert np.allclose(c[:, 0], [0.75, 0.25, 0]) and np.allclose(c[:, 1], [0, 1, 0])
     assert np.allclose(c[:, 2], 0)  # class 2 absent from y_true
-    assert evaluate.identity_gap(c) == pytest.approx(np.sqrt(0.25**2 + 0.25**2 + 1))
-    assert evaluate.identity_gap(np.eye(10)) == 0
+    assert evaluation.identity_gap(c) == pytest.approx(np.sqrt(0.25**2 + 0.25**2 + 1))
+    assert evaluation.identity_gap(np.eye(10)) == 0
 
 
 def test_accuracy_and_robust_accuracy(trained_lenet, mnist_test):
     x, y = mnist_test
-    clean = evaluate.accuracy(trained_lenet, x, y, batch_size=128)
+    clean = evaluation.accuracy(trained_lenet, x, y, batch_size=128)
     assert clean > 0.85
-    grid = evaluate.robust_accuracy(trained_lenet, x, y, evaluate.attack_fn("fgsm"), [0.0, 0.1, 0.3], batch_size=200)
+    grid = evaluation.robust_accuracy(trained_lenet, x, y, attacks.attack_fn("fgsm"), [0.0, 0.1, 0.3], batch_size=200)
     assert grid[0.0] == clean
     assert grid[0.3] < grid[0.1] < clean
-    pgd = evaluate.robust_accuracy(trained_lenet, x, y, evaluate.attack_fn("pgd", steps=10), [0.1], batch_size=200)
+    pgd = evaluation.robust_accuracy(trained_lenet, x, y, attacks.attack_fn("pgd", steps=10), [0.1], batch_size=200)
     assert pgd[0.1] <= grid[0.1]
 
 
@@ -37,24 +38,24 @@ def test_eps_grid_validated_before_any_attack(trained_lenet, mnist_test):
         return x
 
     with pytest.raises(ValueError, match="must be <= 1"):
-        evaluate.robust_accuracy(trained_lenet, *mnist_test, attack, [0.1, 1.5])
+        evaluation.robust_accuracy(trained_lenet, *mnist_test, attack, [0.1, 1.5])
     assert calls == []
-    with pytest.raises(ValueError, match="unknown eps-bounded attack"):
-        evaluate.attack_fn("deepfool")
+    with pytest.raises(ValueError, match="unknown fixed-budget attack"):
+        attacks.attack_fn("deepfool")
 
 
 def test_accuracy_table_long_format(trained_lenet, mnist_test):
     x, y = mnist_test[0][:100], mnist_test[1][:100]
-    df = evaluate.accuracy_table({"lenet": trained_lenet}, x, y, {"FGSM": evaluate.attack_fn("fgsm")}, [0.0, 0.2])
+    df = evaluation.accuracy_table({"lenet": trained_lenet}, x, y, {"FGSM": attacks.attack_fn("fgsm")}, [0.0, 0.2])
     assert list(df.columns) == ["model", "attack", "eps", "accuracy"] and len(df) == 2
     assert df.accuracy.iloc[1] < df.accuracy.iloc[0]
 
 
 def test_monitor_key_depends_on_eps_and_data(mnist_test):
     x, y = mnist_test
-    a = evaluate.RobustAccuracyMonitor(x, y, [0.0, 0.1]).cache_key()
-    assert a != evaluate.RobustAccuracyMonitor(x, y, [0.0, 0.2]).cache_key()
-    assert a != evaluate.RobustAccuracyMonitor(x[:10], y[:10], [0.0, 0.1]).cache_key()
+    a = evaluation.RobustAccuracyMonitor(x, y, [0.0, 0.1]).cache_key()
+    assert a != evaluation.RobustAccuracyMonitor(x, y, [0.0, 0.2]).cache_key()
+    assert a != evaluation.RobustAccuracyMonitor(x[:10], y[:10], [0.0, 0.1]).cache_key()
 
 
 def test_accuracy_gap_verdicts():
@@ -90,12 +91,12 @@ def test_within_budget_keeps_only_perturbations_inside_the_ball():
     x_adv[0, 0, 0, 0] = 0.3            # L2 0.3, Linf 0.3
     x_adv[1] += 0.3                    # L2 0.6, Linf 0.3
     x_adv[2, 0, 1, 1] = 0.9            # L2 0.9, Linf 0.9
-    kept = evaluate.within_budget(x, x_adv, 0.5, norm="2")
+    kept = evaluation.within_budget(x, x_adv, 0.5, norm="2")
     assert torch.equal(kept[0], x_adv[0]) and torch.equal(kept[1], x[1]) and torch.equal(kept[2], x[2])
-    kept_inf = evaluate.within_budget(x, x_adv, 0.3, norm="inf")
+    kept_inf = evaluation.within_budget(x, x_adv, 0.3, norm="inf")
     assert torch.equal(kept_inf[:2], x_adv[:2]) and torch.equal(kept_inf[2], x[2])
     with pytest.raises(ValueError, match="differ in shape"):
-        evaluate.within_budget(x, x_adv[:2], 0.5)
+        evaluation.within_budget(x, x_adv[:2], 0.5)
 
 
 def test_attack_accuracy_runs_the_attack_in_batches_and_counts_passes(trained_lenet, mnist_test):
@@ -108,8 +109,8 @@ def test_attack_accuracy_runs_the_attack_in_batches_and_counts_passes(trained_le
         seen.append(len(xb))
         return attacks.fgsm(m, xb, yb, 0.3)
 
-    acc = evaluate.attack_accuracy(trained_lenet, x, y, attack, passes=3, batch_size=25)
+    acc = evaluation.attack_accuracy(trained_lenet, x, y, attack, passes=3, batch_size=25)
     assert seen == [25, 25, 10]
-    expected = evaluate.accuracy(trained_lenet, attacks.fgsm(trained_lenet, x, y, 0.3), y)
+    expected = evaluation.accuracy(trained_lenet, attacks.fgsm(trained_lenet, x, y, 0.3), y)
     assert acc.mean == pytest.approx(expected) and acc.all_passes == pytest.approx(expected)  # deterministic model
-    assert len(acc.per_pass) == 3 and acc.mean < evaluate.accuracy(trained_lenet, x, y)
+    assert len(acc.per_pass) == 3 and acc.mean < evaluation.accuracy(trained_lenet, x, y)

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from robust_utils.inception import (DEFAULT_HIDDEN, INCEPTION_SPECS, PAPER_MULT_ADDS, PAPER_PARAMETERS,
+from robust_utils.nn.inception import (DEFAULT_HIDDEN, INCEPTION_SPECS, PAPER_MULT_ADDS, PAPER_PARAMETERS,
                                     STEM_CHANNELS, InceptionMnist, InceptionModule, mult_adds)
 
 

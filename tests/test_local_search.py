@@ -13,7 +13,7 @@ import pytest
 import torch
 from torch import nn
 
-from robust_utils.attacks.local_search import _cyclic, local_search
+from robust_utils.attacks.local_search import cyclic_update, local_search
 
 
 def seeded(seed=0):
@@ -27,7 +27,7 @@ def predict(model, x):
 
 def cyclic_x(v, r=1.5):
     """One cyclic step in pixel space [0, 1], as the attack writes it."""
-    return (_cyclic(v - 0.5, r) + 0.5).clamp(0.0, 1.0)
+    return (cyclic_update(v - 0.5, r) + 0.5).clamp(0.0, 1.0)
 
 
 def changed_locations(x_adv, x):
@@ -137,7 +137,7 @@ def test_never_queries_gradients(mlp, correct):
 
 # ----------------------------------------------------------------------------- on toy models
 
-def test_changes_pixels_only_by_the_cyclic_rule():
+def test_changes_pixels_only_by_thecyclic_update_rule():
     shape, t, R = (3, 6, 10), 3, 4
     model = LinearToy(shape, margin=20.0, scale=0.1)  # never fooled: every image runs all R rounds
     x = torch.rand(8, *shape, generator=seeded(1))
@@ -279,7 +279,7 @@ def test_bad_inputs_raise_before_the_model_is_called(x, y):
     (-0.5, 1.5, 0.25), (0.5, 1.5, -0.25), (0.2, 1.5, 0.3), (0.4, 1.5, -0.4), (-0.4, 1.5, 0.4),
     (0.3, 1.5, 0.45), (0.5, 2.0, 0.0), (-0.5, 2.0, 0.0), (0.37, 1.0, 0.37), (0.37, 0.0, 0.0), (0.0, 1.5, 0.0),
 ])
-def test_cyclic_wrap_hand_values(u, r, expected):
-    out = _cyclic(torch.tensor([u], dtype=torch.float64), r)
+def testcyclic_update_wrap_hand_values(u, r, expected):
+    out = cyclic_update(torch.tensor([u], dtype=torch.float64), r)
     assert abs(out.item() - expected) < 1e-12
     assert -0.5 <= out.item() <= 0.5

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from robust_utils import losses
+from robust_utils.core import losses
 
 
 def test_uniform_logits_give_two_log_k():
@@ -145,7 +145,7 @@ def test_registry_binds_new_losses_and_gradients_flow():
 
 
 def test_cw_margin_loss_is_the_best_other_logit_minus_the_true_one():
-    from robust_utils.losses import cw_margin_loss, get_loss
+    from robust_utils.core.losses import cw_margin_loss, get_loss
 
     logits = torch.tensor([[2.0, 1.0, -1.0], [0.0, 3.0, 1.0]])
     y = torch.tensor([0, 2])

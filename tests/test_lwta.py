@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.distributions import Beta, Kumaraswamy
 
-from robust_utils.lwta import (ACTIVATIONS, LWTA, LWTA_MODES, IBPConv2d, IBPLinear, kl_divergence,
+from robust_utils.nn.lwta import (ACTIVATIONS, LWTA, LWTA_MODES, IBPConv2d, IBPLinear, kl_divergence,
                                kumaraswamy_beta_kl, lwta_modules, lwta_override, make_activation)
 
 

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from robust_utils import runtime
-from robust_utils.models import build_model
+from robust_utils.core import runtime
+from robust_utils.nn.models import build_model
 
 
 @pytest.mark.parametrize("name, kwargs, n_params", [

@@ -3,16 +3,8 @@
 import json
 
 import pytest
-import torch
 
-from robust_utils import defenses, runner
-
-
-def assert_recipes_load_the_notebooks_models(recipe, notebook):
-    """notebook 06 rebuilds each paper notebook's models through ``defenses``: at the same profile the
-    recipe must compute the notebook's own cache keys, i.e. load every model instead of training it."""
-    runs = recipe(defenses.source_parameters(notebook, "smoke"), torch.device("cpu"))
-    assert runs and all(r.from_cache for r in runs.values()), {k: r.from_cache for k, r in runs.items()}
+from robust_utils.app import execute
 
 
 @pytest.mark.slow
@@ -20,7 +12,7 @@ def test_smoke_profile_regenerates_outputs(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("ROBUST_UTILS_CACHE", str(tmp_path / "cache"))  # train for real, not from a cache
     monkeypatch.setenv("ROBUST_UTILS_CHECKPOINTS", str(tmp_path / "no_bundle"))  # nor from a classroom bundle
     figures = tmp_path / "figures"
-    assert runner.run(profile="smoke", notebooks=["02_hr_loss"], figures_dir=figures) == 0
+    assert execute.run(profile="smoke", notebooks=["02_hr_loss"], figures_dir=figures) == 0
     out = figures / "smoke" / "02_hr_loss"
     assert (out / "02_hr_loss.ipynb").is_file()
     results = json.loads((out / "results.json").read_text())
@@ -37,8 +29,6 @@ def test_smoke_profile_regenerates_outputs(tmp_path, monkeypatch, capsys):
     assert "Table 1 (MNIST)" in summary and "HRCE, eps=0.1" in summary
     assert list((tmp_path / "cache").glob("*.pt"))  # the smoke run trained and cached its models
     assert "02_hr_loss" in capsys.readouterr().out
-    monkeypatch.setenv("ROBUST_UTILS_CACHE", str(tmp_path / "cache"))
-    assert_recipes_load_the_notebooks_models(defenses.hr_loss, "02_hr_loss")
 
 
 def run_smoke(notebook, tmp_path, monkeypatch):
@@ -46,7 +36,7 @@ def run_smoke(notebook, tmp_path, monkeypatch):
     monkeypatch.setenv("ROBUST_UTILS_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("ROBUST_UTILS_CHECKPOINTS", str(tmp_path / "no_bundle"))
     figures = tmp_path / "figures"
-    assert runner.run(profile="smoke", notebooks=[notebook], figures_dir=figures) == 0
+    assert execute.run(profile="smoke", notebooks=[notebook], figures_dir=figures) == 0
     return json.loads((figures / "smoke" / notebook / "results.json").read_text())
 
 
@@ -63,7 +53,6 @@ def test_sdr_notebook_smoke_profile(tmp_path, monkeypatch):
     assert len(adaptive) == 8 and {"EOT-PGD", "transfer from mean network"} <= set(adaptive[0])
     # the schedule ran with every=1 in the smoke profile: the thresholds moved at least once
     assert results["values"]["schedule_raised_after_epochs"]
-    assert_recipes_load_the_notebooks_models(defenses.stochastic_weights, "05_sdr_learnable")
 
 
 @pytest.mark.slow
@@ -77,7 +66,6 @@ def test_adversary_critic_notebook_smoke_profile(tmp_path, monkeypatch):
     assert len(results["claims"]) >= 30
     assert {"critic_training.png", "figure2_mlp_critic.png", "figure4_lenet5.png"} <= set(results["figures"])
     assert len(results["values"]["proxy_table2"]) == 10 and len(results["values"]["l2_budgets"]) == 10
-    assert_recipes_load_the_notebooks_models(defenses.adversary_critic, "04_adversary_critic")
 
 
 @pytest.mark.slow
@@ -99,13 +87,13 @@ def test_stochastic_lwta_notebook_smoke_profile(tmp_path, monkeypatch):
 def test_paper_profile_stops_with_a_clear_message_without_the_full_cifar10(tmp_path, monkeypatch):
     """The paper profile asks for the full CIFAR-10; with only the subset, the first data cell fails
     with the loader's message (file, md5, how to get it, and that only the subset is present)."""
-    from robust_utils import data
+    from robust_utils.core import data
 
     if (data.data_root() / "cifar-10-batches-py").is_dir() or (data.data_root() / "cifar10.npz").is_file():
         pytest.fail("this test expects the project's data root, which holds only the CIFAR-10 subset")
     monkeypatch.setenv("ROBUST_UTILS_CACHE", str(tmp_path / "cache"))
     overrides = {"n_train": 10, "n_test": 10, "epochs": 1}
-    code = runner.run(profile="paper", notebooks=["03_stochastic_lwta"], figures_dir=tmp_path / "figures",
+    code = execute.run(profile="paper", notebooks=["03_stochastic_lwta"], figures_dir=tmp_path / "figures",
                       overrides=overrides)
     assert code != 0
     executed = (tmp_path / "figures" / "paper" / "03_stochastic_lwta" / "03_stochastic_lwta.ipynb").read_text()
@@ -123,7 +111,6 @@ def test_probabilistic_loss_notebook_smoke_profile(tmp_path, monkeypatch):
     assert {"figures1_2_seven.png", "eps_sweep.png", "regression.png"} <= set(results["figures"])
     assert set(results["values"]["fgsm"]) == {"CE", "calibrated (EM)", "label smoothing", "eq. 6"}
     assert len(results["values"]["regression"]) == 2 * 4 * 2  # targets x losses x eps (smoke grid)
-    assert_recipes_load_the_notebooks_models(defenses.probabilistic_loss, "01_probabilistic_loss")
 
 
 @pytest.mark.slow

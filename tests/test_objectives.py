@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from robust_utils.attacks import fgsm
-from robust_utils.objectives import (OBJECTIVES, FGSMAdversarialTraining, MarginMaximization,
+from robust_utils.training.objectives import (OBJECTIVES, FGSMAdversarialTraining, MarginMaximization,
                                      VirtualAdversarialTraining, make_objective, margin_sensitivity,
                                      multiclass_hinge, virtual_adversarial_perturbation)
 
@@ -182,7 +182,7 @@ def test_bad_hyper_parameters_and_names():
                  lambda: VirtualAdversarialTraining(weight=math.nan), lambda: MarginMaximization(lam=-0.1)):
         with pytest.raises(ValueError):
             make()
-    with pytest.raises(ValueError, match="valid: at, attack_mixture, elbo, margin, pgd_at, vat"):
+    with pytest.raises(ValueError, match="valid: at, attack_mixture, margin, pgd_at, vat"):
         make_objective("trades")
     with pytest.raises(ValueError, match="unknown argument"):
         make_objective("at", epsilon=0.1)
@@ -200,7 +200,7 @@ def test_cache_keys_are_json_and_hold_the_hyper_parameters():
 
 def test_pgd_adversarial_training_is_the_cross_entropy_at_the_pgd_point():
     from robust_utils.attacks import pgd
-    from robust_utils.objectives import PGDAdversarialTraining
+    from robust_utils.training.objectives import PGDAdversarialTraining
 
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 16), torch.nn.ReLU(), torch.nn.Linear(16, 10))
@@ -229,7 +229,7 @@ def small_cnn(seed=0):
 
 def test_pgd_training_options_pni_loss_predicted_labels_eval_mode_and_delay():
     from robust_utils.attacks import pgd
-    from robust_utils.objectives import PGDAdversarialTraining
+    from robust_utils.training.objectives import PGDAdversarialTraining
 
     model, (x, y) = small_cnn(), batch()
     model.train()
@@ -265,7 +265,7 @@ def test_pgd_training_options_pni_loss_predicted_labels_eval_mode_and_delay():
 # ------------------------------------------------------------ the report's mixture of attacks
 
 def test_attack_mixture_draws_clean_half_the_time_and_every_attack():
-    from robust_utils.objectives import AttackMixtureTraining
+    from robust_utils.training.objectives import AttackMixtureTraining
 
     obj = AttackMixtureTraining()
     torch.manual_seed(0)
@@ -280,7 +280,7 @@ def test_attack_mixture_draws_clean_half_the_time_and_every_attack():
 
 def test_attack_mixture_members_are_the_attacks_and_the_loss_uses_the_drawn_batch():
     from robust_utils.attacks import cw_l2, fgsm as fgsm_attack, pgd
-    from robust_utils.objectives import AttackMixtureTraining
+    from robust_utils.training.objectives import AttackMixtureTraining
 
     model, (x, y) = mlp(), batch()
     obj = AttackMixtureTraining(eps=0.05, alpha=0.01, pgd_steps=3, noise_std=0.2, cw_kwargs={"steps": 5})
@@ -312,8 +312,8 @@ def test_attack_mixture_members_are_the_attacks_and_the_loss_uses_the_drawn_batc
 # ------------------------------------------------------------------------------------------ ELBO
 
 def test_elbo_adds_the_scaled_kl_of_the_last_forward():
-    from robust_utils import lwta
-    from robust_utils.objectives import ELBO
+    from robust_utils.nn import lwta
+    from robust_utils.methods.lwta_elbo import ELBO
 
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 16), lwta.LWTA(2, "stochastic"),

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from robust_utils import runner
+from robust_utils.app import execute
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 STEMS = sorted(p.stem for p in NOTEBOOKS.glob("*.ipynb"))
@@ -22,7 +22,7 @@ def test_every_notebook_is_in_every_profile(profile):
 
 @pytest.mark.parametrize("profile", PROFILES)
 def test_profile_validates_in_a_dry_run(profile, tmp_path, capsys):
-    assert runner.run(profile=profile, dry_run=True, figures_dir=tmp_path) == 0
+    assert execute.run(profile=profile, dry_run=True, figures_dir=tmp_path) == 0
     assert list(tmp_path.iterdir()) == []
 
 

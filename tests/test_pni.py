@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from robust_utils.pni import PNI_MODES, PNIConv2d, PNILinear, pni_alphas, pni_layers, pni_noise
+from robust_utils.nn.pni import PNI_MODES, PNIConv2d, PNILinear, pni_alphas, pni_layers, pni_noise
 
 
 def _pair(kind: str, noise: str = "layer", alpha_init: float = 0.25):

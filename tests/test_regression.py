@@ -4,8 +4,8 @@ FGSM-style perturbation of a regressor (paper 000, eq. 7, 8, 14)."""
 import pytest
 import torch
 
-from robust_utils import regression
-from robust_utils.models import build_model
+from robust_utils.methods import regression
+from robust_utils.nn.models import build_model
 
 
 @pytest.fixture(scope="module")

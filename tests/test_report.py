@@ -26,8 +26,8 @@ from urllib.request import url2pathname
 import nbformat
 import pytest
 
-from robust_utils.__main__ import main
-from robust_utils.report import MATHJAX_DIR, ReportError, build_report
+from robust_utils.app.cli import main
+from robust_utils.app.report import MATHJAX_DIR, ReportError, build_report
 
 PROFILE = "smoke"  # a real profile name (notebooks/params/smoke.yaml)
 CHROMIUM = Path("/usr/bin/chromium")

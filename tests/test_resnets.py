@@ -5,9 +5,9 @@ import pytest
 import torch
 from torch import nn
 
-from robust_utils import lwta, pni
-from robust_utils.models import build_model
-from robust_utils.resnets import CifarResNet, Normalize, WideResNet
+from robust_utils.nn import lwta, pni
+from robust_utils.nn.models import build_model
+from robust_utils.nn.resnets import CifarResNet, Normalize, WideResNet
 
 
 def wrn_formula(depth: int, k: int, classes: int = 10) -> int:

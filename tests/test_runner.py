@@ -16,8 +16,10 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from robust_utils.paths import project_root
-from robust_utils.runner import RunnerError, load_profile, resolve_parameters, run, write_summary
+from robust_utils.core.paths import project_root
+from robust_utils.app.profiles import RunnerError, load_profile, resolve_parameters
+from robust_utils.app.execute import run
+from robust_utils.app.summary import write_summary
 
 PARAMS_GOOD = 'profile = "classroom"  # where the outputs go\nseed = 0\nn = 10\neps_grid = [0.1]\nname = "x"\n'
 
@@ -218,7 +220,7 @@ def test_write_summary_reads_every_results_json(tmp_path):
 def test_write_summary_shows_leaderboards_with_their_own_columns(tmp_path):
     import pandas as pd
 
-    from robust_utils.results import Results
+    from robust_utils.app.results import Results
 
     res = Results("board", "tiny", "Board", {})
     res.dir = tmp_path / "board"

@@ -16,12 +16,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from robust_utils import sdr
+from robust_utils.methods import sdr
 from robust_utils.attacks import deepfool, eot, fgsm, fgsm_smallest_eps, foolbox_eps_grid, pgd
-from robust_utils.evaluate import stochastic_accuracy
-from robust_utils.layers import DropConnectLinear, SDRLinear, make_linear, mean_network, mean_sigma
-from robust_utils.models import build_model
-from robust_utils.train import fit
+from robust_utils.evaluation import stochastic_accuracy
+from robust_utils.nn.layers import DropConnectLinear, SDRLinear, make_linear, mean_network, mean_sigma
+from robust_utils.nn.models import build_model
+from robust_utils.training import fit
 
 
 @pytest.fixture(scope="module")
@@ -266,7 +266,7 @@ def test_fgsm_smallest_eps_stops_at_first_success(trained_mlp, mnist_test):
 
 
 def test_sanity_checks_pass_and_fail_on_the_right_numbers():
-    from robust_utils.evaluate import sanity_checks
+    from robust_utils.evaluation import sanity_checks
 
     good = sanity_checks({0.0: 0.98, 0.1: 0.6, 0.3: 0.01}, n=1000, single_step=("FGSM", 0.5),
                          iterative=("PGD", 0.3), white_box=("PGD", 0.3), black_box=("LocalSearch", 0.7),

@@ -1,11 +1,12 @@
-"""robust_utils.train.fit: learning, determinism, and the checkpoint cache."""
+"""robust_utils.train.fit: learning, determinism, and the checkpoint store."""
 
 import pytest
 import torch
 
-from robust_utils import cache, evaluate
-from robust_utils.models import build_model
-from robust_utils.train import fit
+from robust_utils.core import io
+from robust_utils import evaluation
+from robust_utils.nn.models import build_model
+from robust_utils.training import fit
 
 
 def _fit(x, y, tmp_path, **kw):
@@ -21,7 +22,7 @@ def test_fit_learns_and_is_deterministic(mnist_train, mnist_test, tmp_path):
     a = _fit(x, y, tmp_path, cache_enabled=False)
     b = _fit(x, y, tmp_path, cache_enabled=False)
     assert not a.model.training
-    assert evaluate.accuracy(a.model, *mnist_test) > 0.8
+    assert evaluation.accuracy(a.model, *mnist_test) > 0.8
     assert a.history["loss"][1] < a.history["loss"][0]
     for p, q in zip(a.model.parameters(), b.model.parameters()):
         assert torch.equal(p, q)
@@ -30,13 +31,13 @@ def test_fit_learns_and_is_deterministic(mnist_train, mnist_test, tmp_path):
 
 def test_hr_loss_trains_too(mnist_train, mnist_test, tmp_path):
     r = _fit(*mnist_train, tmp_path, loss="hr", loss_kwargs={"alpha": 1.6}, cache_enabled=False)
-    assert evaluate.accuracy(r.model, *mnist_test) > 0.7
+    assert evaluation.accuracy(r.model, *mnist_test) > 0.7
 
 
 def test_cache_hit_skips_training(mnist_train, tmp_path):
     x, y = mnist_train
     x_val, y_val = x[:100], y[:100]
-    monitor = evaluate.RobustAccuracyMonitor(x_val, y_val, [0.0, 0.1])
+    monitor = evaluation.RobustAccuracyMonitor(x_val, y_val, [0.0, 0.1])
     first = _fit(x, y, tmp_path, callbacks=[monitor])
     assert not first.from_cache and first.path.is_file()
     assert len(first.history["val_acc@eps=0.1"]) == 2
@@ -98,8 +99,8 @@ def test_callback_without_cache_key_is_refused(mnist_train, tmp_path):
 
 
 def test_atomic_write_json_replaces_whole_file(tmp_path):
-    p = cache.atomic_write_json(tmp_path / "r.json", {"a": 1})
-    cache.atomic_write_json(p, {"b": torch.tensor([1.5])})
+    p = io.atomic_write_json(tmp_path / "r.json", {"a": 1})
+    io.atomic_write_json(p, {"b": torch.tensor([1.5])})
     assert p.read_text().strip().startswith("{") and '"b"' in p.read_text() and '"a"' not in p.read_text()
     assert [q.name for q in tmp_path.iterdir()] == ["r.json"]
 
@@ -110,7 +111,7 @@ def test_atomic_write_gives_ordinary_file_permissions(tmp_path):
 
     old = os.umask(0o022)
     try:
-        p = cache.atomic_write_bytes(tmp_path / "f.png", b"x")
+        p = io.atomic_write_bytes(tmp_path / "f.png", b"x")
     finally:
         os.umask(old)
     assert p.stat().st_mode & 0o777 == 0o644
@@ -118,8 +119,8 @@ def test_atomic_write_gives_ordinary_file_permissions(tmp_path):
 
 def test_pni_alpha_is_excluded_from_weight_decay():
     """Rakin et al. 2019 (NOTES.md C.3): the noise scales alpha get no weight decay, the weights do."""
-    from robust_utils.pni import PNILinear
-    from robust_utils.train import make_optimizer, param_groups
+    from robust_utils.nn.pni import PNILinear
+    from robust_utils.training.loop import make_optimizer, param_groups
 
     model = torch.nn.Sequential(torch.nn.Flatten(), PNILinear(4, 3))
     opt = make_optimizer(param_groups(model, {"weight_decay": 0.1}), {"name": "sgd", "lr": 1.0, "weight_decay": 0.1})
@@ -150,7 +151,7 @@ def test_per_sample_targets_reach_the_loss_and_the_cache_key(tmp_path):
         return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3))
 
     seen = []
-    from robust_utils import losses
+    from robust_utils.core import losses
 
     def spy(logits, t):
         seen.append(t)

@@ -18,18 +18,23 @@ Common contract: the model maps x (N, C, H, W) in [0, 1] to logits (N, K); its t
 and its parameters' ``.grad`` are never touched; x and y are validated before any work; the whole
 batch is attacked at once; x is never modified in place; the result is a new detached tensor in
 [0, 1] with x's dtype and device. Attacks need gradients: call them outside
-``torch.inference_mode``. The shared gradient helper is ``_grad.input_gradient``.
+``torch.inference_mode``. The shared gradient helper is ``grad.input_gradient``.
+
+    protocols  the two kinds of attack (fixed-budget ``attack(model, x, y, eps)`` and
+               minimal-perturbation ``attack(model, x, y)``, Foolbox 3's split) and frozen
+               configurations with a ``label``: FGSM, PGD, DeepFool, CWL2; ``attack_fn`` by name.
 """
 
 from .cw import cw_l2
 from .deepfool import deepfool
 from .eot import EOT, eot
-from .high_confidence import (closest_target, high_confidence, high_confidence_unrolled,
-                              straight_through_indicator)
+from .high_confidence import (closest_target, high_confidence, high_confidence_unrolled, straight_through_indicator)
 from .fgsm import SmallestEps, fgsm, fgsm_smallest_eps, foolbox_eps_grid
 from .local_search import local_search
 from .pgd import pgd
+from .protocols import CWL2, FGSM, PGD, DeepFool, FixedBudgetAttack, MinimalPerturbationAttack, attack_fn
 
 __all__ = ["fgsm", "fgsm_smallest_eps", "foolbox_eps_grid", "SmallestEps", "pgd", "cw_l2", "deepfool",
            "local_search", "eot", "EOT", "high_confidence", "high_confidence_unrolled", "closest_target",
-           "straight_through_indicator"]
+           "straight_through_indicator", "FixedBudgetAttack", "MinimalPerturbationAttack", "FGSM", "PGD", "DeepFool",
+           "CWL2", "attack_fn"]

@@ -7,8 +7,8 @@ import math
 import torch
 from torch import nn
 
-from .._checks import check_images, check_labels, check_number, check_positive_int
-from ._grad import require_grad_mode
+from ..core.checks import check_images, check_labels, check_number, check_positive_int
+from .grad import require_grad_mode
 
 # atanh(+-1) is infinite: the original is shrunk by this factor first (as in Carlini's code)
 _TANH_SHRINK = 1.0 - 1e-6

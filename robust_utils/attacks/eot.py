@@ -7,7 +7,7 @@ import math
 import torch
 from torch import nn
 
-from .._checks import check_positive_int
+from ..core.checks import check_positive_int
 
 
 class EOT(nn.Module):

@@ -8,9 +8,9 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from .._checks import check_eps, check_images, check_labels, check_positive_int
-from ..losses import cross_entropy
-from ._grad import LossFn, input_gradient, require_grad_mode
+from ..core.checks import check_eps, check_images, check_labels, check_positive_int
+from ..core.losses import cross_entropy
+from .grad import LossFn, input_gradient, require_grad_mode
 
 
 def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, loss_fn: LossFn | None = None) -> torch.Tensor:

@@ -28,8 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._checks import check_images, check_labels, check_number, check_positive_int
-from ._grad import require_grad_mode
+from ..core.checks import check_images, check_labels, check_number, check_positive_int
+from .grad import require_grad_mode
 
 _EPS = 1e-8
 

@@ -8,13 +8,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._checks import check_images, check_labels, check_number, check_positive_int
+from ..core.checks import check_images, check_labels, check_number, check_positive_int
 
 # the normalised pixel box of Foolbox's LocalSearchAttack for pixel bounds [0, 1]: u = x - 0.5
 _LB, _UB = -0.5, 0.5
 
 
-def _cyclic(u: torch.Tensor, r: float) -> torch.Tensor:
+def cyclic_update(u: torch.Tensor, r: float) -> torch.Tensor:
     """The cyclic update of LocSearchAdv on normalised values u in [LB, UB] = [-0.5, 0.5].
 
     r * u, wrapped back into the box once: + (UB - LB) below LB, - (UB - LB) above UB (one wrap
@@ -27,6 +27,57 @@ def _cyclic(u: torch.Tensor, r: float) -> torch.Tensor:
 def _forward_chunks(model: nn.Module, x: torch.Tensor, batch_size: int) -> torch.Tensor:
     """Logits of x, forwarded ``batch_size`` images at a time."""
     return torch.cat([model(chunk) for chunk in x.split(batch_size)])
+
+
+def _check_arguments(x, y, p, r, d, t, R, max_candidates, batch_size, generator, select) -> tuple[float, float]:
+    """Validate ``local_search``'s arguments before the model is called; returns (p, r) as floats."""
+    check_images(x)
+    if x.dim() != 4:
+        raise ValueError(f"x must be (N, C, H, W), got shape {tuple(x.shape)}")
+    check_labels(y, x.shape[0])
+    p = check_number(p, "p")
+    if not p > 0:
+        raise ValueError(f"p must be > 0, got {p}")
+    r = check_number(r, "r")
+    if not 0 <= r <= 2:
+        raise ValueError(f"r must satisfy 0 <= r <= 2, got {r}")
+    if not isinstance(d, int) or isinstance(d, bool) or d < 0:
+        raise ValueError(f"d must be an int >= 0, got {d!r}")
+    check_positive_int(t, "t")
+    check_positive_int(R, "R")
+    check_positive_int(max_candidates, "max_candidates")
+    check_positive_int(batch_size, "batch_size")
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise ValueError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+    if select not in ("highest", "lowest"):
+        raise ValueError(f"unknown select {select!r}; valid: 'highest', 'lowest'")
+    return p, r
+
+
+def _probe_scores(model, flat, active, locs, valid, ya, p, batch_size, shape) -> torch.Tensor:
+    """Step 2: the softmax probability of the true class for every probe (pixel set to p * sign(u),
+    all channels), (n, k); 0 where the location is not a candidate."""
+    channels, h, w = shape
+    n, k = locs.shape
+    scores = torch.zeros(n, k, dtype=flat.dtype, device=flat.device)
+    rows, cols = valid.nonzero(as_tuple=True)
+    for start in range(0, rows.numel(), batch_size):
+        rb, cb = rows[start:start + batch_size], cols[start:start + batch_size]
+        lb = locs[rb, cb]
+        probe = flat[active[rb]]  # (b, C, HW), a copy
+        ar = torch.arange(rb.numel(), device=flat.device)
+        probe[ar, :, lb] = 0.5 + p * torch.sign(probe[ar, :, lb] - 0.5)
+        prob = model(probe.view(-1, channels, h, w)).softmax(dim=1)
+        scores[rb, cb] = prob.gather(1, ya[rb, None]).squeeze(1).to(flat.dtype)
+    return scores
+
+
+def _neighbourhoods(sr, il, n, keep, hw, h, w, d, device) -> torch.Tensor:
+    """Step 5: the (2d + 1) x (2d + 1) neighbourhoods of the selected pixels of the images kept, (n_kept, HW) bool."""
+    sel_mask = torch.zeros(n, hw, dtype=torch.bool, device=device)
+    sel_mask[sr, il] = True
+    grown = F.max_pool2d(sel_mask[keep].view(-1, 1, h, w).float(), 2 * d + 1, stride=1, padding=d)
+    return grown.view(-1, hw) > 0
 
 
 def local_search(model: nn.Module, x: torch.Tensor, y: torch.Tensor, p: float = 10.0, r: float = 1.5, d: int = 5,
@@ -108,27 +159,7 @@ def local_search(model: nn.Module, x: torch.Tensor, y: torch.Tensor, p: float = 
             r outside [0, 2], d not an int >= 0, t, R, max_candidates or batch_size not a
             positive int, unknown select (all checked before the model is called).
     """
-    check_images(x)
-    if x.dim() != 4:
-        raise ValueError(f"x must be (N, C, H, W), got shape {tuple(x.shape)}")
-    check_labels(y, x.shape[0])
-    p = check_number(p, "p")
-    if not p > 0:
-        raise ValueError(f"p must be > 0, got {p}")
-    r = check_number(r, "r")
-    if not 0 <= r <= 2:
-        raise ValueError(f"r must satisfy 0 <= r <= 2, got {r}")
-    if not isinstance(d, int) or isinstance(d, bool) or d < 0:
-        raise ValueError(f"d must be an int >= 0, got {d!r}")
-    check_positive_int(t, "t")
-    check_positive_int(R, "R")
-    check_positive_int(max_candidates, "max_candidates")
-    check_positive_int(batch_size, "batch_size")
-    if generator is not None and not isinstance(generator, torch.Generator):
-        raise ValueError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
-    if select not in ("highest", "lowest"):
-        raise ValueError(f"unknown select {select!r}; valid: 'highest', 'lowest'")
-
+    p, r = _check_arguments(x, y, p, r, d, t, R, max_candidates, batch_size, generator, select)
     x = x.detach()
     n_img, channels, h, w = x.shape
     hw = h * w
@@ -158,16 +189,7 @@ def local_search(model: nn.Module, x: torch.Tensor, y: torch.Tensor, p: float = 
             locs = keys.topk(k, dim=1).indices  # (n, k); the candidates come first
             valid = cand.gather(1, locs)  # (n, k)
             # 2. score the probes: pixel set to p * sign(u), all channels
-            scores = torch.zeros(n, k, dtype=x.dtype, device=device)
-            rows, cols = valid.nonzero(as_tuple=True)
-            for start in range(0, rows.numel(), batch_size):
-                rb, cb = rows[start:start + batch_size], cols[start:start + batch_size]
-                lb = locs[rb, cb]
-                probe = flat[active[rb]]  # (b, C, HW), a copy
-                ar = torch.arange(rb.numel(), device=device)
-                probe[ar, :, lb] = 0.5 + p * torch.sign(probe[ar, :, lb] - 0.5)
-                prob = model(probe.view(-1, channels, h, w)).softmax(dim=1)
-                scores[rb, cb] = prob.gather(1, ya[rb, None]).squeeze(1).to(x.dtype)
+            scores = _probe_scores(model, flat, active, locs, valid, ya, p, batch_size, (channels, h, w))
             # 3. the t highest / lowest scores get the cyclic update on the current image
             key = (scores if select == "highest" else -scores).masked_fill_(~valid, -math.inf)
             chosen = key.topk(min(t, k), dim=1).indices  # (n, t')
@@ -176,14 +198,11 @@ def local_search(model: nn.Module, x: torch.Tensor, y: torch.Tensor, p: float = 
             sr, sc = sel_valid.nonzero(as_tuple=True)
             ir, il = active[sr], sel_locs[sr, sc]
             u = flat[ir, :, il] - 0.5  # (m, C)
-            flat[ir, :, il] = (_cyclic(u, r) + 0.5).clamp_(0.0, 1.0)
+            flat[ir, :, il] = (cyclic_update(u, r) + 0.5).clamp_(0.0, 1.0)
             # 4. one forward pass of the perturbed images
             fooled = _forward_chunks(model, x_adv[active], batch_size).argmax(dim=1) != ya
             # 5. the neighbourhoods of the selected pixels become the next candidate sets
             keep = ~fooled
-            sel_mask = torch.zeros(n, hw, dtype=torch.bool, device=device)
-            sel_mask[sr, il] = True
-            grown = F.max_pool2d(sel_mask[keep].view(-1, 1, h, w).float(), 2 * d + 1, stride=1, padding=d)
-            cand = grown.view(-1, hw) > 0
+            cand = _neighbourhoods(sr, il, n, keep, hw, h, w, d, device)
             active = active[keep]
     return x_adv

@@ -8,9 +8,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._checks import check_eps, check_images, check_labels, check_positive_int
-from ..losses import cross_entropy
-from ._grad import LossFn, input_gradient, require_grad_mode
+from ..core.checks import check_eps, check_images, check_labels, check_positive_int
+from ..core.losses import cross_entropy
+from .grad import LossFn, input_gradient, require_grad_mode
 
 _TINY = 1e-12
 
