@@ -1,8 +1,8 @@
 """Shared fixtures: small real-MNIST splits and a small trained model (trained once per session).
 
-The tests read the real MNIST files: set ROBUST_UTILS_DATA to the folder holding MNIST/raw/
-(.ci/run points it at ../shared/data). Without them the data fixtures fail with the loader's
-message, naming the missing file and how to get it.
+The tests read the real MNIST files embedded in data/ (or the folder ROBUST_UTILS_DATA names).
+Without them the data fixtures fail with the loader's message, naming the missing file and the
+command that fetches it.
 """
 
 from __future__ import annotations

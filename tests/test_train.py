@@ -1,4 +1,5 @@
-"""robust_utils.train.fit: learning, determinism, and the checkpoint store."""
+"""robust_utils.training.fit: learning, determinism, and the checkpoint store (corrupt, hostile, read-only,
+resumed and other-device checkpoints: tests/test_store.py)."""
 
 import pytest
 import torch
@@ -76,7 +77,9 @@ def test_data_and_init_are_part_of_the_key(mnist_train, tmp_path):
 def test_checkpoint_loads_with_weights_only(mnist_train, tmp_path):
     r = _fit(mnist_train[0][:200], mnist_train[1][:200], tmp_path)
     ckpt = torch.load(r.path, weights_only=True)
-    assert set(ckpt) == {"state_dict", "history", "config"} and ckpt["config"]["seed"] == 1
+    assert set(ckpt) == {"state_dict", "history", "config", "meta"} and ckpt["config"]["seed"] == 1
+    assert ckpt["meta"]["device_type"] == "cpu" and ckpt["meta"]["threads"] == torch.get_num_threads()
+    assert r.key.endswith(f"-cpu-t{torch.get_num_threads()}") and r.trained_on == "cpu" and not r.other_device and r.resumed_from == 0
 
 
 @pytest.mark.parametrize("kw, match", [
@@ -118,7 +121,8 @@ def test_atomic_write_gives_ordinary_file_permissions(tmp_path):
 
 
 def test_pni_alpha_is_excluded_from_weight_decay():
-    """Rakin et al. 2019 (NOTES.md C.3): the noise scales alpha get no weight decay, the weights do."""
+    """Rakin et al. 2019 (PNI; their code github.com/elliothe/CVPR_2019_PNI): the noise scales alpha get no
+    weight decay, the weights do."""
     from robust_utils.nn.pni import PNILinear
     from robust_utils.training.loop import make_optimizer, param_groups
 

@@ -18,7 +18,7 @@ import pandas as pd
 
 from ..core.io import atomic_write_bytes, atomic_write_json
 from ..core.paths import figures_root, notebooks_dir, project_root
-from ..core.store import used_checkpoints
+from ..core.store import used_checkpoint_descriptions, used_checkpoints
 from ..evaluation.claims import Claim
 
 
@@ -142,11 +142,12 @@ class Results:
 
         It also lists the checkpoint keys this process's ``fit`` calls loaded or saved
         (``core.store.used_checkpoints``): a notebook runs in its own kernel, so these are the
-        notebook's, which ``python -m robust_utils export-checkpoints`` bundles.
+        notebook's, which ``python -m robust_utils export-checkpoints`` bundles; "checkpoint_uses"
+        says what each was used for, and whether it was trained on another device.
         """
         return atomic_write_json(self.dir / "results.json", {
             "notebook": self.notebook, "profile": self.profile, "title": self.title,
             "parameters": self.parameters, "tables": self.tables, "claims": self.claims,
             "values": self.values, "figures": self.figures, "leaderboards": self.leaderboards,
-            "checkpoints": used_checkpoints(),
+            "checkpoints": used_checkpoints(), "checkpoint_uses": used_checkpoint_descriptions(),
         })

@@ -1,119 +1,52 @@
 """Datasets as tensors: x float32 (N, C, H, W) in [0, 1], y int64 (N,).
 
-Datasets: "mnist" (the official idx files), "cifar10" (the full CIFAR-10: the official python
-batches, or a keras-style npz the user provides) and "cifar10_subset" (a real 5,085 / 1,017-image
-prefix of the official batches, ``cifar10_subset.npz``; see data/README.md).
+Datasets: "mnist" (the official idx files, embedded in data/), "cifar10" (the full CIFAR-10: the
+official python batches, or a keras-style npz the user provides), "cifar10_subset" (a real
+5,085 / 1,017-image prefix of the official batches: derived from the batches when they are present,
+else the embedded ``cifar10_subset.npz``; see data/README.md) and "svhn" (the official
+``{train,test}_32x32.mat``).
 
 The data root is, in order: the ``root`` argument, the ``ROBUST_UTILS_DATA`` environment
-variable, then ``data/`` of this repository. Nothing is downloaded: a missing or corrupt file
-is an error naming the file, its expected md5 and where to get it. The expected md5s live in
-``data/checksums.json`` (tracked in git).
+variable, then ``data/`` of this repository. Nothing is downloaded here (``python -m robust_utils
+download NAME`` does that): a missing or corrupt file is a :class:`DataError` naming the file, its
+expected md5 and the command that fetches it. The expected md5s live in ``data/checksums.json``;
+file locations, checksums and the preflight helpers are in :mod:`robust_utils.core.datafiles`.
+Infrastructure, not from a paper.
 """
 
 from __future__ import annotations
 
 import gzip
-import hashlib
-import json
 import os
 import pickle
+import zipfile
+import zlib
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .paths import project_root
+from .datafiles import (CIFAR10_BATCHES, CIFAR10_DIR, CIFAR10_NPZ, CIFAR10_SUBSET, HOWTO, MNIST_FILES,
+                        SVHN_FILES, DataError, DataFile, check_files, cifar10_batches_present, data_root,
+                        manifest, md5sum, required_files, verified_path)
 from .runtime import resolve_device
 
-DATASETS = ("mnist", "cifar10", "cifar10_subset")
+DATASETS = ("mnist", "cifar10", "cifar10_subset", "svhn")
 SPLITS = ("train", "test")
-NUM_CLASSES = {"mnist": 10, "cifar10": 10, "cifar10_subset": 10}
+NUM_CLASSES = {"mnist": 10, "cifar10": 10, "cifar10_subset": 10, "svhn": 10}
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
-CLASS_NAMES = {"mnist": tuple(str(d) for d in range(10)), "cifar10": CIFAR10_CLASSES,
-               "cifar10_subset": CIFAR10_CLASSES}
+DIGITS = tuple(str(d) for d in range(10))
+CLASS_NAMES = {"mnist": DIGITS, "cifar10": CIFAR10_CLASSES, "cifar10_subset": CIFAR10_CLASSES, "svhn": DIGITS}
 
-_MNIST_FILES = {
-    "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
-    "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
-}
-_MNIST_HOWTO = (
-    "Get the four official MNIST files (train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, "
-    "t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz; e.g. from "
-    "https://ossci-datasets.s3.amazonaws.com/mnist/, the mirror torchvision uses), put them in "
-    "<root>/MNIST/raw/, and point ROBUST_UTILS_DATA at <root> (see data/README.md)."
-)
-
-_CIFAR10_DIR = "cifar-10-batches-py"
-_CIFAR10_BATCHES = {"train": tuple(f"data_batch_{i}" for i in range(1, 6)), "test": ("test_batch",)}
-_CIFAR10_NPZ = "cifar10.npz"
-_CIFAR10_SUBSET = "cifar10_subset.npz"
 _CIFAR10_SIZES = {"train": 50000, "test": 10000}
+# The subset holds the first 1,017 images of each official batch (3 MiB of each pickle survived).
+_CIFAR10_SUBSET_PER_BATCH = 1017
 # The first ten labels of data_batch_1 and of test_batch: a content check for a user's npz, which
 # has no official checksum.
 _CIFAR10_FIRST_LABELS = {"train": (6, 9, 9, 4, 1, 1, 2, 7, 8, 3), "test": (3, 8, 8, 0, 6, 6, 1, 6, 3, 1)}
-_CIFAR10_HOWTO = (
-    "Get the official CIFAR-10 python version (cifar-10-python.tar.gz, md5 "
-    "c58f30108f718f92721af3b95e74349a, from https://www.cs.toronto.edu/~kriz/cifar.html), unpack it "
-    "so that <root>/cifar-10-batches-py/ holds data_batch_1..5 and test_batch, and point "
-    "ROBUST_UTILS_DATA at <root>; or save keras.datasets.cifar10.load_data()'s arrays as "
-    "<root>/cifar10.npz with keys x_train, y_train, x_test, y_test (see data/README.md)."
-)
-_CIFAR10_SUBSET_HOWTO = (
-    "cifar10_subset.npz is the project's real CIFAR-10 prefix (the first 1017 images of each official "
-    "batch; see ../shared/data/SOURCES.md); put it in <root>/ and point ROBUST_UTILS_DATA at <root>."
-)
-
-
-class DataError(FileNotFoundError):
-    """A dataset file is missing or its checksum does not match the manifest."""
-
-
-def data_root(root: str | os.PathLike | None = None) -> Path:
-    """The dataset root: ``root``, else $ROBUST_UTILS_DATA, else ``<repo>/data``."""
-    if root is not None:
-        return Path(root)
-    env = os.environ.get("ROBUST_UTILS_DATA")
-    return Path(env) if env else project_root() / "data"
-
-
-def manifest() -> dict[str, str]:
-    """The tracked checksum manifest: relative path under the data root -> md5 (hex)."""
-    with open(project_root() / "data" / "checksums.json") as f:
-        return json.load(f)["md5"]
-
-
-def md5sum(path: Path, chunk: int = 1 << 20) -> str:
-    """md5 of a file, hex."""
-    h = hashlib.md5()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
-def verified_path(root: Path, rel: str, howto: str) -> Path:
-    """``root / rel`` after checking it exists and matches the manifest's md5.
-
-    Raises:
-        DataError: the file is missing or corrupt; the message names the file, the expected md5
-            and how to obtain it.
-    """
-    expected = manifest().get(rel)
-    if expected is None:
-        raise KeyError(f"{rel} is not in data/checksums.json")
-    path = root / rel
-    if not path.is_file():
-        raise DataError(f"missing data file {path} (expected md5 {expected}). {howto}")
-    got = _cached_md5(str(path), path.stat().st_mtime_ns, path.stat().st_size)
-    if got != expected:
-        raise DataError(f"corrupt data file {path}: md5 {got}, expected {expected}. {howto}")
-    return path
-
-
-@lru_cache(maxsize=64)
-def _cached_md5(path: str, mtime_ns: int, size: int) -> str:
-    return md5sum(Path(path))
+# What np.load / scipy.io.loadmat raise on a truncated or garbage file.
+_READ_ERRORS = (OSError, ValueError, EOFError, KeyError, TypeError, zipfile.BadZipFile, zlib.error, pickle.UnpicklingError)
 
 
 def _read_idx(path: Path) -> np.ndarray:
@@ -123,26 +56,35 @@ def _read_idx(path: Path) -> np.ndarray:
     magic = int.from_bytes(raw[0:4], "big")
     ndim = magic & 0xFF
     if magic >> 8 != 0x08:  # unsigned byte payload
-        raise DataError(f"{path}: not an unsigned-byte idx file (magic {magic:#x})")
+        raise DataError(f"{path}: not an unsigned-byte idx file (magic {magic:#x}). {HOWTO['mnist']}")
     dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
     return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
 
 
 @lru_cache(maxsize=4)
 def _load_mnist(root: str, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-    img_name, lbl_name = _MNIST_FILES[split]
-    img = _read_idx(verified_path(Path(root), f"MNIST/raw/{img_name}", _MNIST_HOWTO))
-    lbl = _read_idx(verified_path(Path(root), f"MNIST/raw/{lbl_name}", _MNIST_HOWTO))
+    img_rel, lbl_rel = MNIST_FILES[split]
+    img = _read_idx(verified_path(Path(root), img_rel, HOWTO["mnist"]))
+    lbl = _read_idx(verified_path(Path(root), lbl_rel, HOWTO["mnist"]))
     x = torch.from_numpy(img.copy()).unsqueeze(1)  # (N, 1, 28, 28) uint8
     y = torch.from_numpy(lbl.astype(np.int64))
     return x, y
 
 
-def _unpickle_batch(path: Path) -> dict:
-    # Only called on a file whose md5 matched the official one (verified_path), so the pickle
-    # holds exactly the official arrays and nothing else.
-    with open(path, "rb") as f:
-        return pickle.load(f, encoding="latin1")
+def _read_batches(base: Path, rels: tuple[str, ...], howto: str, first: int | None = None
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """The official python batches ``rels`` (md5-checked), concatenated: (N, 32, 32, 3) uint8 HWC and
+    (N,) int64; with ``first``, only the first ``first`` images of each batch."""
+    xs, ys = [], []
+    for rel in rels:
+        path = verified_path(base, rel, howto)
+        # Only unpickled after its md5 matched the official one, so it holds exactly the official arrays.
+        with open(path, "rb") as f:
+            batch = pickle.load(f, encoding="latin1")
+        rows = np.asarray(batch["data"], dtype=np.uint8)[:first]  # (n, 3072): 1024 R, 1024 G, 1024 B
+        xs.append(rows.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
+        ys.append(np.asarray(batch["labels"], dtype=np.int64)[:first])
+    return np.concatenate(xs), np.concatenate(ys)
 
 
 def _hwc_to_tensors(x: np.ndarray, y: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
@@ -156,56 +98,101 @@ def _check_cifar_arrays(x: np.ndarray, y: np.ndarray, split: str, path: Path, n:
     problems = []
     if x.dtype != np.uint8 or x.ndim != 4 or x.shape[1:] != (32, 32, 3):
         problems.append(f"images {x.shape} {x.dtype}, expected (N, 32, 32, 3) uint8")
-    if y.reshape(-1).shape[0] != x.shape[0]:
-        problems.append(f"{y.reshape(-1).shape[0]} labels for {x.shape[0]} images")
-    if n is not None and x.shape[0] != n:
-        problems.append(f"{x.shape[0]} {split} images, expected {n}")
     labels = y.reshape(-1)
-    if labels.size and (labels.min() < 0 or labels.max() > 9):
+    if not np.issubdtype(labels.dtype, np.integer):
+        problems.append(f"labels of dtype {labels.dtype}, expected an integer dtype")
+    if labels.shape[0] != (x.shape[0] if x.ndim else 1):
+        problems.append(f"{labels.shape[0]} labels for {x.shape[0] if x.ndim else 1} images")
+    if n is not None and x.ndim and x.shape[0] != n:
+        problems.append(f"{x.shape[0]} {split} images, expected {n}")
+    if not problems and labels.size and (labels.min() < 0 or labels.max() > 9):
         problems.append("labels outside 0..9")
-    if labels.size >= 10 and tuple(int(v) for v in labels[:10]) != _CIFAR10_FIRST_LABELS[split]:
+    if not problems and labels.size >= 10 and tuple(int(v) for v in labels[:10]) != _CIFAR10_FIRST_LABELS[split]:
         problems.append(f"first labels {labels[:10].tolist()}, expected {list(_CIFAR10_FIRST_LABELS[split])} "
                         "(the official order)")
     if problems:
-        raise DataError(f"corrupt data file {path} ({split}): " + "; ".join(problems) + f". {_CIFAR10_HOWTO}")
+        raise DataError(f"corrupt data file {path} ({split}): " + "; ".join(problems) + f". {HOWTO['cifar10']}")
+
+
+def _read_npz(path: Path, split: str, howto: str) -> tuple[np.ndarray, np.ndarray]:
+    """``x_<split>``, ``y_<split>`` of an npz archive; a DataError naming ``path`` when the file is
+    not a readable npz (garbage, truncated, pickled objects) or lacks either key."""
+    keys = (f"x_{split}", f"y_{split}")
+    try:
+        z = np.load(path, allow_pickle=False)
+    except _READ_ERRORS as e:
+        raise DataError(f"unreadable data file {path}: not an npz archive ({type(e).__name__}: {e}). {howto}") from None
+    if not isinstance(z, np.lib.npyio.NpzFile):
+        raise DataError(f"unreadable data file {path}: a single .npy array, expected an npz archive "
+                        f"with keys x_train, y_train, x_test, y_test. {howto}")
+    with z:
+        if missing := [k for k in keys if k not in z.files]:
+            raise DataError(f"corrupt data file {path}: no array {', '.join(missing)} (it holds "
+                            f"{', '.join(z.files) or 'nothing'}); expected keys x_train, y_train, x_test, "
+                            f"y_test. {howto}")
+        try:
+            return z[keys[0]], z[keys[1]]
+        except _READ_ERRORS as e:
+            raise DataError(f"corrupt data file {path}: array {keys[0]} or {keys[1]} cannot be read "
+                            f"({type(e).__name__}: {e}). {howto}") from None
 
 
 @lru_cache(maxsize=4)
 def _load_cifar10(root: str, split: str) -> tuple[torch.Tensor, torch.Tensor]:
     base = Path(root)
-    if (base / _CIFAR10_DIR).is_dir() or not (base / _CIFAR10_NPZ).is_file():
-        xs, ys = [], []
-        for name in _CIFAR10_BATCHES[split]:
-            try:
-                path = verified_path(base, f"{_CIFAR10_DIR}/{name}", _CIFAR10_HOWTO)
-            except DataError as e:
-                if (base / _CIFAR10_SUBSET).is_file():
-                    raise DataError(
-                        f"{e} Only the 5,085/1,017-image subset {base / _CIFAR10_SUBSET} is here: it serves "
-                        "dataset 'cifar10_subset' (the smoke and classroom profiles), not the full CIFAR-10 "
-                        "that the paper profile asks for.") from None
-                raise
-            batch = _unpickle_batch(path)
-            xs.append(np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
-            ys.append(np.asarray(batch["labels"], dtype=np.int64))
-        x, y = np.concatenate(xs), np.concatenate(ys)
-        _check_cifar_arrays(x, y, split, base / _CIFAR10_DIR, _CIFAR10_SIZES[split])
+    if (base / CIFAR10_DIR).is_dir() or not (base / CIFAR10_NPZ).is_file():
+        try:
+            x, y = _read_batches(base, CIFAR10_BATCHES[split], HOWTO["cifar10"])
+        except DataError as e:
+            if (base / CIFAR10_SUBSET).is_file():
+                raise DataError(
+                    f"{e} Only the 5,085/1,017-image subset {base / CIFAR10_SUBSET} is here: it serves "
+                    "dataset 'cifar10_subset' (the smoke and classroom profiles), not the full CIFAR-10 "
+                    "that the paper profile asks for.") from None
+            raise
+        _check_cifar_arrays(x, y, split, base / CIFAR10_DIR, _CIFAR10_SIZES[split])
         return _hwc_to_tensors(x, y)
-    path = base / _CIFAR10_NPZ
-    with np.load(path, allow_pickle=False) as z:
-        x, y = z[f"x_{split}"], z[f"y_{split}"]
+    path = base / CIFAR10_NPZ
+    x, y = _read_npz(path, split, HOWTO["cifar10"])
     _check_cifar_arrays(x, y, split, path, _CIFAR10_SIZES[split])
     return _hwc_to_tensors(x, y)
 
 
 @lru_cache(maxsize=4)
 def _load_cifar10_subset(root: str, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-    path = verified_path(Path(root), _CIFAR10_SUBSET, _CIFAR10_SUBSET_HOWTO)
-    with np.load(path, allow_pickle=False) as z:
-        return _hwc_to_tensors(z[f"x_{split}"], z[f"y_{split}"])
+    base = Path(root)
+    if cifar10_batches_present(base):  # the same images, read from the full download
+        return _hwc_to_tensors(*_read_batches(base, CIFAR10_BATCHES[split], HOWTO["cifar10"],
+                                              first=_CIFAR10_SUBSET_PER_BATCH))
+    path = verified_path(base, CIFAR10_SUBSET, HOWTO["cifar10_subset"])
+    return _hwc_to_tensors(*_read_npz(path, split, HOWTO["cifar10_subset"]))
 
 
-_LOADERS = {"mnist": _load_mnist, "cifar10": _load_cifar10, "cifar10_subset": _load_cifar10_subset}
+@lru_cache(maxsize=2)
+def _load_svhn(root: str, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    import scipy.io  # only SVHN needs it
+
+    path = verified_path(Path(root), SVHN_FILES[split], HOWTO["svhn"])
+    try:
+        mat = scipy.io.loadmat(path)
+    except _READ_ERRORS + (NotImplementedError,) as e:
+        raise DataError(f"unreadable data file {path}: not a MATLAB file ({type(e).__name__}: {e}). "
+                        f"{HOWTO['svhn']}") from None
+    x, y = mat.get("X"), mat.get("y")
+    if not isinstance(x, np.ndarray) or x.dtype != np.uint8 or x.ndim != 4 or x.shape[:3] != (32, 32, 3):
+        got = f"{x.shape} {x.dtype}" if isinstance(x, np.ndarray) else "missing"
+        raise DataError(f"corrupt data file {path}: X is {got}, expected (32, 32, 3, N) uint8. {HOWTO['svhn']}")
+    labels = np.asarray(y if y is not None else [], dtype=np.float64).reshape(-1)
+    if labels.shape[0] != x.shape[3] or (labels.size and not np.isin(labels, np.arange(1, 11)).all()):
+        raise DataError(f"corrupt data file {path}: y must hold {x.shape[3]} labels in 1..10 (10 is digit 0). "
+                        f"{HOWTO['svhn']}")
+    labels = labels.astype(np.int64) % 10  # SVHN writes digit 0 as label 10
+    xt = torch.from_numpy(np.ascontiguousarray(x.transpose(3, 2, 0, 1)))  # (32, 32, 3, N) -> (N, 3, 32, 32)
+    return xt, torch.from_numpy(labels)
+
+
+_LOADERS = {"mnist": _load_mnist, "cifar10": _load_cifar10, "cifar10_subset": _load_cifar10_subset,
+            "svhn": _load_svhn}
 
 
 def balanced_subset(y: torch.Tensor, n: int, seed: int = 0, num_classes: int | None = None) -> torch.Tensor:
@@ -251,26 +238,31 @@ def load_dataset(name: str, split: str, root: str | os.PathLike | None = None, n
 
     Args:
         name: one of ``DATASETS``:
-            - "mnist": the four official idx .gz files under <root>/MNIST/raw/, md5-checked;
-              x (N, 1, 28, 28); 60,000 / 10,000 images.
+            - "mnist": the four official idx .gz files under <root>/MNIST/raw/ (embedded in the
+              repository's data/), md5-checked; x (N, 1, 28, 28); 60,000 / 10,000 images.
             - "cifar10": the full CIFAR-10, x (N, 3, 32, 32); 50,000 / 10,000 images. Read from the
               official python batches <root>/cifar-10-batches-py/{data_batch_1..5, test_batch}
-              (md5-checked against the official values) when that folder exists, otherwise from a
-              keras-style <root>/cifar10.npz (keys x_train (50000, 32, 32, 3) uint8, y_train
-              (50000,) or (50000, 1), x_test, y_test; no official checksum exists for such a
-              file, so its shapes, dtypes and first ten labels are checked instead).
-            - "cifar10_subset": <root>/cifar10_subset.npz (md5-checked), the first 1,017 images of
-              each official batch: 5,085 train / 1,017 test images, x (N, 3, 32, 32).
+              (md5-checked against the official values; ``python -m robust_utils download cifar10``)
+              when that folder exists, otherwise from a keras-style <root>/cifar10.npz (keys x_train
+              (50000, 32, 32, 3) uint8, y_train (50000,) or (50000, 1) integer, x_test, y_test; no
+              official checksum exists for such a file, so its keys, shapes, dtypes and first ten
+              labels are checked instead).
+            - "cifar10_subset": the first 1,017 images of each official batch, 5,085 train / 1,017
+              test, x (N, 3, 32, 32): read from the official batches when all six are present (the
+              same bytes), else from the embedded <root>/cifar10_subset.npz (md5-checked).
+            - "svhn": <root>/SVHN/{train,test}_32x32.mat (md5-checked; ``python -m robust_utils
+              download svhn``), x (N, 3, 32, 32); 73,257 / 26,032 images; SVHN's label 10 (digit 0)
+              becomes 0.
         split: "train" or "test".
         root: data root; default $ROBUST_UTILS_DATA, else <repo>/data.
         n: if given, a class-balanced, seed-determined subset of n samples (``balanced_subset``).
         seed: the subset seed.   device: where the tensors are put.
     Returns:
-        x: (N, C, H, W) float32 in [0, 1] (pixel / 255);  y: (N,) int64.
+        x: (N, C, H, W) float32 in [0, 1] (pixel / 255);  y: (N,) int64 in 0..9.
     Raises:
         ValueError: unknown name or split, n out of range.
-        DataError: a missing or corrupt file (names the file, its md5 and how to get it; for
-            "cifar10" with only the subset present, says so).
+        DataError: a missing, corrupt or unreadable file (names the file, its md5 and the command
+            that fetches it; for "cifar10" with only the subset present, says so).
     """
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; valid: {', '.join(DATASETS)}")
@@ -282,3 +274,10 @@ def load_dataset(name: str, split: str, root: str | os.PathLike | None = None, n
         x, y = x[idx], y[idx]
     dev = resolve_device(device)
     return x.to(dev, torch.float32).div_(255.0), y.to(dev)
+
+
+__all__ = [
+    "CIFAR10_CLASSES", "CLASS_NAMES", "DATASETS", "DIGITS", "NUM_CLASSES", "SPLITS", "DataError", "DataFile",
+    "balanced_subset", "check_files", "data_root", "load_dataset", "manifest", "md5sum", "required_files",
+    "verified_path",
+]

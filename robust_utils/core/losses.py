@@ -57,7 +57,7 @@ def renyi_divergence(logits: torch.Tensor, y: torch.Tensor, alpha: float) -> tor
         D_alpha(P || Q) = 1/(alpha-1) * log( 1/N sum_i exp((alpha-1) * CE_i) ),   CE_i = -log q(y_i|x_i),
 
     a log-mean-exp ("tilted" mean) of the per-sample cross-entropies over the batch
-    (../shared/papers/NOTES.md, section B). It is >= mean CE for alpha > 1 (Jensen) and tends to
+    (our derivation from eq. 4 with one-hot labels; the paper publishes no code). It is >= mean CE for alpha > 1 (Jensen) and tends to
     mean CE as alpha -> 1. Computed per sample it would be CE_i for every alpha, so the batch is
     the unit: the value (and its gradient for one sample) depends on the other samples of the batch.
 

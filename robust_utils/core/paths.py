@@ -42,7 +42,7 @@ def absolute_path_variables() -> None:
     """Make the companion's path variables absolute (relative to the current directory).
 
     Kernels started by papermill or nbval run in the notebooks folder, where a relative
-    ROBUST_UTILS_DATA such as ``../shared/data`` would point somewhere else.
+    ROBUST_UTILS_DATA such as ``../my_data`` would point somewhere else.
     """
     for k in PATH_VARIABLES:
         if os.environ.get(k):

@@ -50,7 +50,7 @@ def minimal_perturbation(model: nn.Module, x: torch.Tensor, y: torch.Tensor, att
                          batch_size: int = 500) -> MinimalPerturbation:
     """Run a minimal-perturbation attack and measure its L2 perturbations (for rho_adv, eq. 8).
 
-    Convention (the authors' code, NOTES.md section D): points that the model already
+    Convention (the authors' code, the authors' code, github.com/aam-at/adversary_critic): points that the model already
     misclassifies are not attacked and contribute ||r|| = 0; the rho_adv mean is over all N
     points. Points the attack fails to fool keep the perturbation it returned (reported through
     ``fooled`` / ``success_rate``, so that a weak attack is visible).

@@ -11,18 +11,23 @@ from dataclasses import dataclass
 import pandas as pd
 
 PAPERS = {
-    "picot": "M. Picot, P. Piantanida, F. Messina, F. Labeau. Modelling the uncertainty of a deep neural "
-             "network enhances its adversarial robustness (GRETSI). ../shared/papers/001_451a8b2089dff3bb.txt",
-    "matyasko": "A. Matyasko, L.-P. Chau. Improved network robustness with adversary critic (NeurIPS 2018). "
-                "../shared/papers/003_961cb04c9f9f976d.txt",
-    "kaspar": "M. Kaspar, O. Hicheur, C. Bourdrez. Robustness of neural networks (student report, Data Science "
-              "Lab, Dauphine, 2024). ../shared/papers/002_d53439d43281098b.txt",
-    "panousis": "K. P. Panousis, S. Chatzis, S. Theodoridis. Stochastic local winner-takes-all networks enable "
-                "profound adversarial robustness (arXiv 2112.02671), as recorded in ../shared/papers/NOTES.md C.2",
-    "rakin": "A. S. Rakin, Z. He, D. Fan. Parametric noise injection: trainable randomness to improve deep neural "
-             "network robustness against adversarial attack (CVPR 2019), as recorded in ../shared/papers/NOTES.md C.3",
-    "khan": "D. A. Khan, L. Li, N. Sha, Z. Liu, A. Jimenez, B. Raj, R. Singh. Non-determinism in neural "
-            "networks for adversarial robustness (arXiv 1905.10906). ../shared/papers/004_84c8418431718b84.txt",
+    "prob_loss": "Anonymous authors, \"Building Neural Networks that are Robust to Adversarial Examples Using "
+                 "Probabilistic Loss Function\", submitted to ICLR 2026 (under review). "
+                 "https://openreview.net/forum?id=dBJpBmn5MH",
+    "picot": "M. Picot, P. Piantanida, F. Messina, F. Labeau, \"Modelling the uncertainty of a deep neural network "
+             "enhances its adversarial robustness\", GRETSI symposium (no public copy found).",
+    "kaspar": "M. Kaspar, O. Hicheur, C. Bourdrez, \"Robustness of Neural Networks\", student report, Data Science "
+              "Lab, Université Paris Dauphine, 11 December 2024 (unpublished).",
+    "matyasko": "A. Matyasko, L.-P. Chau, \"Improved Network Robustness with Adversary Critic\", NeurIPS 2018. "
+                "https://arxiv.org/abs/1810.12576 (code: https://github.com/aam-at/adversary_critic)",
+    "khan": "D. A. Khan, L. Li, N. Sha, Z. Liu, A. Jimenez, B. Raj, \"Non-Determinism in Neural Networks for "
+            "Adversarial Robustness\". https://arxiv.org/abs/1905.10906",
+    "panousis": "K. P. Panousis, S. Chatzis, S. Theodoridis, \"Stochastic Local Winner-Takes-All Networks Enable "
+                "Profound Adversarial Robustness\", arXiv 2112.02671. https://arxiv.org/abs/2112.02671 "
+                "(code and AutoAttack logs: https://github.com/konpanousis/Adversarial-LWTA-AutoAttack)",
+    "rakin": "A. S. Rakin, Z. He, D. Fan, \"Parametric Noise Injection: Trainable Randomness to Improve Deep Neural "
+             "Network Robustness against Adversarial Attack\", CVPR 2019. https://arxiv.org/abs/1811.09310 "
+             "(code: https://github.com/elliothe/CVPR_2019_PNI)",
 }
 
 
@@ -79,7 +84,7 @@ def _matyasko_tables() -> list[Published]:
     # and rho_adv (eq. 8) under DeepFool, Carlini-Wagner L2 and the paper's attack. Table 2:
     # Amazon Mechanical Turk labels of the paper's high-confidence adversarial images, percent
     # labelled with the adversarial target ("change") or with the original label ("no change").
-    # Values as in the paper and the authors' poster (NOTES.md, section D).
+    # Values as in the paper and the authors' poster (poster.pdf in github.com/aam-at/adversary_critic).
     defenses = ("Reference", "AT", "VAT", "Margin", "Critic")
     table1 = {
         "MLP": ((1.46, 0.131, 0.124, 0.173), (0.90, 0.228, 0.210, 0.299), (0.84, 0.244, 0.215, 0.355),
@@ -128,11 +133,12 @@ def _kaspar_tables() -> list[Published]:
 
 
 def _lwta_pni_numbers() -> list[Published]:
-    # Second-hand: the values recorded in NOTES.md (C.2: a PwC mirror of the paper's table, to be
-    # verified against the PDF, and the authors' AutoAttack logs; C.3: PNI's Table 3, ResNet-20).
+    # Panousis et al.: second-hand, the paper's table as listed by a Papers-with-Code mirror (to be
+    # verified against the PDF), and the authors' AutoAttack logs in their repository
+    # (log.txt at commit 511cadc, log_rand.txt); Rakin et al.: PNI's Table 3, ResNet-20.
     return [
-        Published("panousis", "Table (PwC mirror)", "WRN-34-1", "clean", 81.87, "CIFAR-10, percent; NOTES.md C.2"),
-        Published("panousis", "Table (PwC mirror)", "WRN-34-1", "AutoAttack", 74.71, "CIFAR-10, percent; NOTES.md C.2"),
+        Published("panousis", "Table (PwC mirror)", "WRN-34-1", "clean", 81.87, "CIFAR-10, percent; Papers-with-Code mirror of the paper's table"),
+        Published("panousis", "Table (PwC mirror)", "WRN-34-1", "AutoAttack", 74.71, "CIFAR-10, percent; Papers-with-Code mirror of the paper's table"),
         Published("panousis", "AA log (width 1)", "standard AA", "clean", 86.78, "authors' log.txt, percent"),
         Published("panousis", "AA log (width 1)", "standard AA", "after FAB-T", 74.54,
                   "authors' log.txt, Square not reached, percent"),

@@ -1,8 +1,8 @@
 """Soft labels and regression weights of the "probabilistic loss function" paper (paper 000).
 
-Paper 000 = ../shared/papers/000_05dc5c83d39c7825.txt, "Building neural networks that are robust to
-adversarial examples using probabilistic loss function" (ICLR 2026 submission); reading notes in
-../shared/papers/NOTES.md, section A.
+Paper 000: anonymous authors, "Building Neural Networks that are Robust to Adversarial Examples Using
+Probabilistic Loss Function", submitted to ICLR 2026, https://openreview.net/forum?id=dBJpBmn5MH (no
+public code). The two variance readings below are ours: the paper's equations admit both.
 
 Classification (Algorithm 1, eq. 9-13): ``em_calibrate`` runs an EM on a Gaussian mixture whose
 mixing weights are a fixed *per-sample* prior (0.9 on the label, 0.1/(K-1) elsewhere) and returns
@@ -192,13 +192,13 @@ def em_calibrate(x: torch.Tensor, y: torch.Tensor, num_classes: int = 10, prior:
     sigma_k^2 = max(sum_i tau_ik ||x_i - mu_k||^2 / sum_i tau_ik, var_floor), summed over the D
     features (not divided by D). In high dimension ||x_i - mu_k||^2 ~ sigma_k^2 for every class, so
     the likelihood ratios are O(1) and tau stays close to the prior: label smoothing with a
-    per-sample modulation (NOTES.md A, reading 2).
+    per-sample modulation (our reading 2).
     variance="diagonal" (a proper diagonal Gaussian as in a GMM, sklearn's covariance_type="diag"):
     log g_k(x) = -1/2 sum_d [(x_d - mu_kd)^2 / s_kd + log(2 pi s_kd)],
     s_kd = max(sum_i tau_ik (x_id - mu_kd)^2 / sum_i tau_ik, var_floor) (the floor because e.g. the
     border pixels of MNIST have zero variance). Log-likelihood gaps between classes are then
     hundreds of nats on raw pixels: tau is nearly one-hot at the best-fitting class, which may
-    differ from the label (a "flip"), and the prior barely matters (NOTES.md A, reading 1).
+    differ from the label (a "flip"), and the prior barely matters (our reading 1).
 
     Deviations from the paper's text (which has typos):
       * eq. 10 multiplies the *current* tau by the likelihood; iterated literally that compounds

@@ -4,7 +4,7 @@ A critic D learns to tell natural images of class k from adversarial images that
 f assigns to k (eq. 4); the classifier is trained to be accurate and to make its own adversarial
 examples, produced by the differentiable attack of eq. 7 (``attacks.high_confidence_unrolled``),
 fool the critic (eq. 5), with an adversarial cycle-consistency term (eq. 6). Architecture,
-losses and settings follow the authors' public code (../shared/papers/NOTES.md, section D).
+losses and settings follow the authors' public code (the authors' code, github.com/aam-at/adversary_critic).
 
     Critic            the multi-class critic of Figure 3 (one binary logit per class).
     gradient_penalty  (||grad_x D_k(x)||_2 - 1)^2 per sample (Gulrajani et al. 2017, no interpolation).
@@ -272,12 +272,18 @@ class AdversaryCritic:
         return out
 
     def state_dict(self) -> dict:
+        """The critic's weights, its optimiser and LR schedule, and the class confidences C (for an exact resume)."""
         return {"critic": {k: v.detach().cpu() for k, v in self.critic.state_dict().items()},
-                "confidence": self.confidence.mean.detach().cpu()}
+                "confidence": self.confidence.mean.detach().cpu(), "optimizer": self.opt.state_dict(),
+                "scheduler": None if self.scheduler is None else self.scheduler.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
         self.critic.load_state_dict(state["critic"])
         self.confidence.mean = state["confidence"]
+        if "optimizer" in state:  # checkpoints written before the optimiser was saved lack it
+            self.opt.load_state_dict(state["optimizer"])
+        if state.get("scheduler") is not None and self.scheduler is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
 
 
 __all__ = ["Critic", "gradient_penalty", "critic_loss", "ClassConfidence", "AdversaryCritic"]

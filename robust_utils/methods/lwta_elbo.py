@@ -25,7 +25,7 @@ class ELBO(ObjectiveBase):
     PGD adversarial training: the Stochastic-LWTA paper trains with PGD examples), and the KL terms
     are those of the base's *last* forward pass (``lwta.kl_divergence``: winner indicators vs the
     uniform prior, IBP gates and sticks vs their priors). kl_weight = 1e-3 is the authors' scale
-    (their code divides the batch-mean KL by 1000, NOTES.md C.1; their released training script
+    (their code divides the batch-mean KL by 1000, the authors' code, github.com/konpanousis/Adversarial-LWTA-AutoAttack; their released training script
     leaves the KL out, i.e. kl_weight = 0).
 
     Args:
@@ -61,6 +61,14 @@ class ELBO(ObjectiveBase):
         self._kl_sum, self._batches = 0.0, 0
         if hasattr(self.base, "reset"):
             self.base.reset()
+
+    def state_dict(self) -> dict:
+        """The base objective's state (e.g. PGD-AT's epochs done), for an exact resume of ``fit``."""
+        return {"base": self.base.state_dict() if hasattr(self.base, "state_dict") else None}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state.get("base") is not None and hasattr(self.base, "load_state_dict"):
+            self.base.load_state_dict(state["base"])
 
     def end_epoch(self, epoch: int) -> dict[str, float]:
         """{"kl": mean KL term of the epoch's batches} plus the base objective's metrics."""

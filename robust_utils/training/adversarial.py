@@ -61,7 +61,7 @@ class FGSMAdversarialTraining(ObjectiveBase):
 
 class PGDAdversarialTraining(ObjectiveBase):
     """PGD adversarial training (Madry et al. 2018, eq. 2.1), with the options of PNI's training
-    (Rakin et al. 2019, eq. 10) and of the Stochastic-LWTA code (NOTES.md C.1, C.3).
+    (Rakin et al. 2019, eq. 10) and of the Stochastic-LWTA code (the Stochastic-LWTA and PNI authors' code, github.com/konpanousis/Adversarial-LWTA-AutoAttack and github.com/elliothe/CVPR_2019_PNI).
 
         loss = clean_weight * CE(f(x), y) + (1 - clean_weight) * CE(f(x + r), y)
 
@@ -126,6 +126,13 @@ class PGDAdversarialTraining(ObjectiveBase):
 
     def _reset(self) -> None:
         self.epochs_done = 0
+
+    def state_dict(self) -> dict:
+        """The epochs done (for ``delay``), for an exact resume of ``fit``."""
+        return {"epochs_done": self.epochs_done}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.epochs_done = int(state["epochs_done"])
 
     def end_epoch(self, epoch: int) -> dict[str, float]:
         """Count finished epochs (for ``delay``); no metrics."""

@@ -36,6 +36,7 @@ class StochasticWeights(Config):
     sigma_step: float
     schedule_every: int
     plateau_tol: float
+    schedule_max_drop: float
     dropconnect_p: float
 
     def training_data(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -56,7 +57,8 @@ class StochasticWeights(Config):
             "Vanilla MLP": ("linear", {}, []),
             "SDR-decay MLP": ("sdr-decay", {}, [sdr.SDRDecay(self.sdr_beta, self.sdr_zeta, self.sdr_tau)]),
             "Learnable SDR MLP": ("sdr-learnable", {}, [sdr.VarianceSchedule(
-                x_held, y_held, self.sigma_low, self.sigma_high, self.sigma_step, self.schedule_every, self.plateau_tol)]),
+                x_held, y_held, self.sigma_low, self.sigma_high, self.sigma_step, self.schedule_every, self.plateau_tol,
+                max_drop=self.schedule_max_drop)]),
             "DropConnect": ("dropconnect", {"p": self.dropconnect_p}, []),
             "Learnable SDR MLP, no variance schedule": ("sdr-learnable", {}, [sdr.VarianceSchedule(
                 x_held, y_held, self.sigma_low, self.sigma_high, self.sigma_step, every=10**9)]),  # thresholds never move
