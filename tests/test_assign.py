@@ -148,6 +148,29 @@ def test_nothing_leaks_into_the_student_copy(stem, released):
         assert not set(cell.metadata) & assign.RUN_METADATA
 
 
+@pytest.mark.parametrize("stem", PAPER_NOTEBOOKS)
+def test_student_copy_locks_every_autograder_and_read_only_cell_with_a_checksum(stem, released):
+    """nbgrader's LockCells and ComputeChecksums ran: what the grader must trust cannot be edited or
+    deleted in JupyterLab, and carries nbgrader's checksum of the released text."""
+    from nbgrader.utils import compute_checksum, is_grade, is_locked, is_solution
+
+    student = nbformat.read(released[stem], as_version=4)
+    locked = assign.locked_cells(student)
+    autograder = {c.metadata.nbgrader["grade_id"] for c in student.cells if is_grade(c)}
+    assert autograder and autograder <= set(locked)
+    assert {lc.kind for lc in locked.values()} == {"autograder", "read-only"}  # the instructions are locked too
+    for cell in student.cells:
+        if is_locked(cell):
+            assert cell.metadata["editable"] is False and cell.metadata["deletable"] is False
+            assert cell.metadata.nbgrader["checksum"] == compute_checksum(cell) == locked[cell.metadata.nbgrader["grade_id"]].checksum
+        elif is_solution(cell):  # editable, but not deletable
+            assert cell.metadata["deletable"] is False and "editable" not in cell.metadata
+            assert cell.metadata.nbgrader["checksum"] == compute_checksum(cell)
+        else:
+            assert "editable" not in cell.metadata and "deletable" not in cell.metadata
+    assert assign.cell_checksum(nbformat.v4.new_code_cell("x = 1")) is None
+
+
 def test_exercises_leave_the_global_random_state_alone():
     """The instructor notebooks run the exercises before training and attacking: they must not
     move the global RNG, or the notebooks' numbers would depend on them."""
@@ -180,6 +203,11 @@ def test_student_copy_is_what_nbgrader_makes_of_the_markers():
     assert out.cells[0].source == 'def f(x):\n    """Doc."""\n    # YOUR CODE HERE\n    raise NotImplementedError()\n'
     assert out.cells[1].source == "assert f(1) == 2\n"
     assert out.cells[2].source == "print(1)" and out.cells[2].outputs == [] and out.cells[2].execution_count is None
+    assert out.cells[1].metadata["editable"] is False and out.cells[1].metadata["deletable"] is False
+    assert out.cells[1].metadata["nbgrader"]["checksum"] == assign.locked_cells(out)["f_tests"].checksum
+    kept = assign.student_copy(nb, keep_outputs=True)  # the report's student pages: results kept, exercises cleared
+    assert kept.cells[2].outputs == nb.cells[2].outputs and kept.cells[0].source == out.cells[0].source
+    assert kept.cells[1].source == "assert f(1) == 2\n" and kept.cells[1].metadata["editable"] is False
     assert nb.cells[0].source.count("BEGIN SOLUTION") == 1  # the instructor notebook is not modified
 
 
@@ -206,3 +234,32 @@ def test_cli_assign(tmp_path, capsys):
     assert not (tmp_path / "a").exists()
     assert main(["assign", "--notebooks", "02_hr_loss.ipynb", "--out", str(tmp_path / "a")]) == 0
     assert [p.name for p in (tmp_path / "a").iterdir()] == ["02_hr_loss.ipynb"]
+
+
+@pytest.mark.slow
+def test_student_copy_equals_nbgrader_generate_assignment(tmp_path, released):
+    """nbgrader itself (``nbgrader generate_assignment``, in a throwaway course folder) makes the same
+    student copy: the same sources, lock flags and checksums; only the run metadata that ``assign``
+    also drops differ."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    stem = "02_hr_loss"
+    source = tmp_path / "course" / "source" / "ps1"
+    source.mkdir(parents=True)
+    (source / f"{stem}.ipynb").write_bytes((paths.notebooks_dir() / f"{stem}.ipynb").read_bytes())
+    bin_dir = Path(sys.executable).parent  # nbgrader runs alembic from the PATH to create its gradebook
+    env = {**os.environ, "HOME": str(tmp_path), "JUPYTER_CONFIG_DIR": str(tmp_path / "jupyter"),
+           "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
+    result = subprocess.run([str(bin_dir / "nbgrader"), "generate_assignment", "ps1",
+                             f"--CourseDirectory.root={tmp_path / 'course'}", "--CourseDirectory.course_id=c"],
+                            cwd=tmp_path / "course", env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    theirs = nbformat.read(tmp_path / "course" / "release" / "ps1" / f"{stem}.ipynb", as_version=4)
+    ours = nbformat.read(released[stem], as_version=4)
+    assert len(theirs.cells) == len(ours.cells)
+    for a, b in zip(theirs.cells, ours.cells):
+        assert a.source == b.source and a.get("outputs") == b.get("outputs")
+        assert {k: v for k, v in a.metadata.items() if k not in assign.RUN_METADATA} == dict(b.metadata)

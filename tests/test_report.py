@@ -28,6 +28,7 @@ import pytest
 
 from robust_utils.app.cli import main
 from robust_utils.app.report import MATHJAX_DIR, ReportError, build_report
+from robust_utils.app.report_index import verdict_counts, verdict_kind
 
 PROFILE = "smoke"  # a real profile name (notebooks/params/smoke.yaml)
 CHROMIUM = Path("/usr/bin/chromium")
@@ -164,6 +165,30 @@ def _executed_notebook(stem: str) -> nbformat.NotebookNode:
     return nb
 
 
+# The lines of the exercise's solution and hidden test: no student page may show them.
+SECRET_LINES = ["return x + 1  # the instructor's solution line", "assert add_one(41) == 42, 'the hidden check'"]
+
+
+def _exercise_notebook(stem: str) -> nbformat.NotebookNode:
+    """An executed instructor notebook with one nbgrader exercise, and a later cell whose traceback
+    shows a solution line (as an error in a cell calling the student's function would)."""
+    nb = _executed_notebook(stem)
+    meta = {"grade": False, "grade_id": "add_one", "locked": False, "schema_version": 3, "solution": True, "task": False}
+    solution = nbformat.v4.new_code_cell(
+        f"def add_one(x):\n    \"\"\"Add one.\"\"\"\n    ### BEGIN SOLUTION\n    {SECRET_LINES[0]}\n    ### END SOLUTION\n",
+        metadata={"nbgrader": meta}, execution_count=2)
+    tests = nbformat.v4.new_code_cell(
+        f"assert add_one(1) == 2\n### BEGIN HIDDEN TESTS\n{SECRET_LINES[1]}\n### END HIDDEN TESTS\nprint('add_one: all tests passed')\n",
+        metadata={"nbgrader": {**meta, "grade": True, "grade_id": "add_one_tests", "locked": True, "points": 1,
+                               "solution": False}}, execution_count=3)
+    tests.outputs = [nbformat.v4.new_output("stream", name="stdout", text="add_one: all tests passed\n")]
+    leak = nbformat.v4.new_code_cell("add_one('a')", execution_count=4)
+    leak.outputs = [nbformat.v4.new_output("error", ename="TypeError", evalue="can only concatenate str", traceback=[
+        "\x1b[0;31mTypeError\x1b[0m Traceback", f"Cell In[2], line 4, in add_one\n----> 4 \x1b[0m{SECRET_LINES[0]}"])]
+    nb.cells += [solution, tests, leak]
+    return nb
+
+
 def _write_profile(root: Path, profile: str = PROFILE, notebooks: bool = True) -> Path:
     """The fake figures root; returns root/<profile>."""
     profile_dir = root / profile
@@ -218,10 +243,28 @@ def test_index_counts_verdicts_per_notebook_and_overall(site):
     page = Page(site[0].read_text(encoding="utf-8"))
     counts = [" ".join(c.split()) for c in page.counts]
     assert counts == [
-        "Claims of all 2 notebook(s): reproduced 2 not reproduced 1 inconclusive 1 not tested at this profile 1",
-        "reproduced 2 not reproduced 1",
-        "inconclusive 1 not tested at this profile 1",
+        "Claims of all 2 notebook(s): reproduced 2 · not reproduced 1 · inconclusive 1 · not tested at this profile 1 · total 5",
+        "reproduced 2 · not reproduced 1 · inconclusive 0 · not tested at this profile 0 · total 3",
+        "reproduced 0 · not reproduced 0 · inconclusive 1 · not tested at this profile 1 · total 2",
     ]
+    # The overview: per notebook (paper) the four counts and their sum, then all notebooks.
+    assert ["notebook", "reproduced", "not reproduced", "inconclusive", "not tested at this profile", "total", "run"] \
+        in page.rows
+    assert ["01_alpha", "2", "1", "0", "0", "3", ""] in page.rows
+    assert ["02_beta", "0", "0", "1", "1", "2", ""] in page.rows
+    assert ["all notebooks shown", "2", "1", "1", "1", "5", ""] in page.rows
+
+
+def test_verdicts_are_counted_by_their_leading_words():
+    claims = [{"verdict": v} for v in ("reproduced", "not reproduced", "Inconclusive (depends on how the attack on a "
+                                       "random model is counted)", "not tested at this profile: needs SVHN",
+                                       "not tested at this profile", "reproduced", "maybe")] + ["not a claim"]
+    assert verdict_counts(claims) == {"reproduced": 2, "not reproduced": 1, "inconclusive": 1,
+                                      "not tested at this profile": 2, "other": 1, "total": 7}
+    assert verdict_counts([]) == {"reproduced": 0, "not reproduced": 0, "inconclusive": 0,
+                                  "not tested at this profile": 0, "total": 0}
+    assert [verdict_kind(v) for v in ("not reproduced", "reproduced", "unknown", None)] == \
+        ["not reproduced", "reproduced", None, None]
 
 
 def test_index_links_are_relative_and_name_existing_files(site):
@@ -468,3 +511,228 @@ def test_index_in_headless_chromium_loads_offline(site, tmp_path):
             "fonts/HTML-CSS/STIX-Web/woff/STIXMathJax_Main-Regular.woff"} <= loaded, sorted(loaded)
     width, height = _png_size(shot)
     assert shot.stat().st_size > 30_000 and width == 1200 and height > 800, (shot.stat().st_size, width, height)
+
+
+# ----------------------------------------------------------------------------- run states (status.json)
+
+
+def _status(profile_dir: Path, stem: str, state: str, **fields) -> None:
+    (profile_dir / stem).mkdir(parents=True, exist_ok=True)
+    record = {"state": state, "started": "2025-01-01T10:00:00", "finished": None, "elapsed_s": None, "error": None}
+    (profile_dir / stem / "status.json").write_text(json.dumps({**record, **fields}), encoding="utf-8")
+
+
+def _sections(text: str) -> dict[str, str]:
+    return {part.split('"', 1)[0]: part for part in text.split('<section id="')[1:]}
+
+
+def test_unfinished_runs_show_their_state_not_older_numbers(tmp_path):
+    import os
+    import time
+
+    profile_dir = _write_profile(tmp_path)  # 01_alpha and 02_beta, each with results.json and a notebook
+    _status(profile_dir, "01_alpha", "failed", finished="2025-01-01T10:02:00", elapsed_s=120.5,
+            error="ValueError: <b>eps</b> must be >= 0")
+    _status(profile_dir, "02_beta", "running")
+    (profile_dir / "02_beta" / "02_beta.ipynb").write_text("{half a notebook", encoding="utf-8")  # still being written
+    _status(profile_dir, "03_gamma", "interrupted", finished="2025-01-01T10:01:00")
+    _status(profile_dir, "04_delta", "ok", started=time.time() - 60)
+    (profile_dir / "04_delta" / "results.json").write_text(json.dumps(RESULTS["02_beta"] | {"title": "Delta"}))
+    _status(profile_dir, "05_eps", "ok", started=time.time() + 3600)  # the last run began after results.json
+    (profile_dir / "05_eps" / "results.json").write_text(json.dumps(RESULTS["02_beta"] | {"title": "Eps"}))
+    _status(profile_dir, "06_zeta", "exploded")
+    text = build_report(profile=PROFILE, figures_dir=tmp_path).read_text(encoding="utf-8")
+    page, sections = Page(text), _sections(text)
+    alpha = sections["01_alpha"]
+    assert "Failed: the last run of this notebook stopped with an error" in alpha and "elapsed 120.5 s" in alpha
+    assert "Error: <code>ValueError: &lt;b&gt;eps&lt;/b&gt; must be &gt;= 0</code>" in alpha
+    assert "from an earlier run: not shown" in alpha and "CE, eps=0.1" not in alpha and "results.json</a>" not in alpha
+    assert "the notebook of the unfinished run (where it stopped; not a result)" in alpha and ">notebook (HTML)<" not in alpha
+    beta = sections["02_beta"]
+    assert "Running: the run of this notebook has not finished" in beta and "02_beta.html" not in beta
+    assert not (profile_dir / "02_beta" / "02_beta.html").exists() and "SDR, FGSM" not in beta
+    assert "Interrupted: the last run of this notebook was stopped" in sections["03_gamma"]
+    assert "Table 2" in sections["04_delta"] and "not shown" not in sections["04_delta"]
+    assert "older than the last run" in sections["05_eps"] and "Table 2" not in sections["05_eps"]
+    assert "Unknown run state &#x27;exploded&#x27;" in sections["06_zeta"]
+    for stem, state in (("01_alpha", "failed"), ("02_beta", "running"), ("03_gamma", "interrupted"),
+                        ("06_zeta", "exploded")):
+        assert [stem, f"— (not shown: {state})", state] in page.rows
+    assert ["04_delta", "0", "0", "1", "1", "2", "ok"] in page.rows
+    assert ["all notebooks shown", "0", "0", "1", "1", "2", ""] in page.rows  # only 04_delta's claims count
+    assert "Claims of the 2 finished notebook(s) of 6:" in " ".join(page.counts[0].split())
+    assert "01_alpha</a> (failed)" in text and "02_beta</a> (running)" in text
+
+
+def test_unreadable_status_json_is_named_and_nothing_is_written(tmp_path):
+    profile_dir = _write_profile(tmp_path)
+    (profile_dir / "01_alpha" / "status.json").write_text("[1, 2]", encoding="utf-8")
+    with pytest.raises(ReportError, match=re.escape(str(profile_dir / "01_alpha" / "status.json"))):
+        build_report(profile=PROFILE, figures_dir=tmp_path)
+    assert not list(profile_dir.rglob("*.html"))
+
+
+# ----------------------------------------------------------------------------- a fresh clone
+
+
+def _committed(tmp_path: Path, stems=("01_alpha", "02_beta")) -> Path:
+    nb_dir = tmp_path / "notebooks"
+    (nb_dir / "params").mkdir(parents=True)
+    (nb_dir / "params" / "classroom.yaml").write_text("notebooks:\n" + "".join(f"  {s}:\n" for s in stems))
+    (nb_dir / "params" / "smoke.yaml").write_text("notebooks:\n  01_alpha:\n")
+    for stem in stems:
+        nbformat.write(_exercise_notebook(stem), str(nb_dir / f"{stem}.ipynb"))
+    return nb_dir
+
+
+def test_a_fresh_clone_gets_the_classroom_report_from_the_committed_notebooks(tmp_path):
+    nb_dir = _committed(tmp_path)
+    index = build_report(profile="classroom", figures_dir=tmp_path / "figures", notebooks_dir=nb_dir)
+    text = index.read_text(encoding="utf-8")
+    assert index == tmp_path / "figures" / "classroom" / "index.html"
+    assert "from the committed <code>notebooks/*.ipynb</code>: there is no run of this profile" in text
+    for stem in ("01_alpha", "02_beta"):
+        assert (index.parent / stem / f"{stem}.html").is_file()
+        assert f'href="{stem}/{stem}.html"' in _sections(text)[stem]
+        assert "No run of this profile yet" in _sections(text)[stem]
+    with pytest.raises(ReportError, match="run `python -m robust_utils run --profile smoke` first"):
+        build_report(profile="smoke", figures_dir=tmp_path / "figures", notebooks_dir=nb_dir)
+    (nb_dir / "01_alpha.ipynb").unlink()
+    (nb_dir / "02_beta.ipynb").unlink()
+    with pytest.raises(ReportError, match="run `python -m robust_utils run --profile classroom` first"):
+        build_report(profile="classroom", figures_dir=tmp_path / "figures2", notebooks_dir=nb_dir)
+
+
+# ----------------------------------------------------------------------------- the student audience
+
+
+class Text(HTMLParser):
+    """The text a reader sees in a page (script and style left out)."""
+
+    def __init__(self, text: str):
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self._skip = 0
+        self.feed(text)
+        self.close()
+
+    def handle_starttag(self, tag, attrs):
+        self._skip += tag in ("script", "style")
+
+    def handle_endtag(self, tag):
+        self._skip -= tag in ("script", "style") and self._skip > 0
+
+    def handle_data(self, data):
+        if not self._skip:
+            self.parts.append(data)
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
+
+
+@pytest.fixture(scope="module")
+def class_sites(tmp_path_factory):
+    """(instructor index, student index) of the fake profile whose notebooks hold an exercise."""
+    root = tmp_path_factory.mktemp("class_figures")
+    profile_dir = _write_profile(root)
+    for stem in RESULTS:
+        nbformat.write(_exercise_notebook(stem), str(profile_dir / stem / f"{stem}.ipynb"))
+    return build_report(profile=PROFILE, figures_dir=root), build_report(profile=PROFILE, figures_dir=root,
+                                                                           audience="student")
+
+
+def test_student_pages_show_no_solution_or_hidden_test(class_sites):
+    instructor, student = class_sites
+    assert student == instructor.parent / "student" / "index.html"
+    for stem in RESULTS:
+        mine = Text((instructor.parent / stem / f"{stem}.html").read_text(encoding="utf-8")).text
+        theirs = Text((student.parent / stem / f"{stem}.html").read_text(encoding="utf-8")).text
+        assert all(line in mine for line in SECRET_LINES)  # the check can fail: the instructor's pages show them
+        assert not [line for line in SECRET_LINES if line in theirs], stem
+        assert "raise NotImplementedError()" in theirs and "assert add_one(1) == 2" in theirs
+        assert "output removed from the student pages" in theirs  # the traceback that showed a solution line
+        assert "accuracy 0.97" in theirs  # the results are kept ...
+        assert mine.count("add_one: all tests passed") == 2 and theirs.count("add_one: all tests passed") == 1  # ... the exercise outputs not
+    assert "Built for <strong>students</strong>" in student.read_text(encoding="utf-8")
+    assert "Built for the <strong>instructor</strong>" in instructor.read_text(encoding="utf-8")
+
+
+def test_the_student_site_is_self_contained(class_sites):
+    _, student = class_sites
+    site = student.parent
+    page = Page(student.read_text(encoding="utf-8"))
+    assert "01_alpha/01_alpha.html" in page.links and "01_alpha/results.json" in page.links and "SUMMARY.md" in page.links
+    for url in page.links + page.resources:
+        assert _is_relative(url) and not url.startswith(".."), url
+        target = urlparse(url).path
+        if target:
+            assert (site / unquote(target)).is_file(), url
+    assert sorted(p.name for p in site.glob("*/*.png")) == ["confusion matrix.png", "eps_sweep.png", "variance.png"]
+    assert (site / MATHJAX_DIR / "MathJax.js").is_file()
+    assert not list(site.rglob("*.ipynb"))  # nothing with the solutions goes into the folder to hand out
+    assert EXPECTED_ROWS[0] in page.rows  # the same tables as the instructor's index
+
+
+def test_unknown_audience_is_refused(tmp_path, capsys):
+    _write_profile(tmp_path)
+    with pytest.raises(ReportError, match="unknown audience 'teachers'; valid: instructor, student"):
+        build_report(profile=PROFILE, figures_dir=tmp_path, audience="teachers")
+    assert main(["report", "--profile", PROFILE, "--figures-dir", str(tmp_path), "--audience", "student"]) == 0
+    assert (tmp_path / PROFILE / "student" / "index.html").is_file()
+
+
+@pytest.mark.slow
+def test_both_audiences_in_headless_chromium(class_sites):
+    """What the browser shows: the instructor's pages hold the solution and hidden-test lines, no
+    student page does (rendered text, after MathJax), and the student index says who it is for."""
+    if not CHROMIUM.is_file():
+        pytest.fail(f"{CHROMIUM} is missing: the browser test needs Debian's chromium "
+                    "(apt-get install chromium; .ci/run installs it)")
+    from playwright.sync_api import sync_playwright
+
+    instructor, student = class_sites
+    texts = {}
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_context().new_page()
+            for index in (instructor, student):
+                page.goto(index.as_uri(), wait_until="load")
+                texts[index] = page.inner_text("body")
+                for stem in RESULTS:
+                    page.goto((index.parent / stem / f"{stem}.html").as_uri(), wait_until="load")
+                    page.wait_for_function("() => window.MathJax && MathJax.Hub && MathJax.Hub.Queue", timeout=20_000)
+                    page.evaluate("() => new Promise(resolve => MathJax.Hub.Queue(() => resolve(true)))")
+                    texts[(index, stem)] = page.inner_text("body")
+        finally:
+            browser.close()
+    assert "Built for students" in texts[student] and "Built for the instructor" in texts[instructor]
+    for stem in RESULTS:
+        assert all(line in texts[(instructor, stem)] for line in SECRET_LINES), stem
+        assert not [line for line in SECRET_LINES if line in texts[(student, stem)]], stem
+        assert "raise NotImplementedError()" in texts[(student, stem)] and "accuracy 0.97" in texts[(student, stem)]
+
+
+@pytest.mark.slow
+def test_the_committed_notebooks_on_a_fresh_clone_for_both_audiences(tmp_path, capsys):
+    """`report --profile classroom` without any run renders the committed notebooks; the student build
+    of the same shows none of their solution or hidden-test lines (the instructor build shows them all)."""
+    from robust_utils.app import assign
+    from robust_utils.core import paths
+
+    assert main(["report", "--profile", "classroom", "--figures-dir", str(tmp_path)]) == 0
+    assert main(["report", "--profile", "classroom", "--figures-dir", str(tmp_path), "--audience", "student"]) == 0
+    assert capsys.readouterr().out.split() == [str(tmp_path / "classroom" / "index.html"),
+                                               str(tmp_path / "classroom" / "student" / "index.html")]
+    index = (tmp_path / "classroom" / "index.html").read_text(encoding="utf-8")
+    assert "there is no run of this profile in this folder" in index
+    checked = 0
+    for path in sorted(paths.notebooks_dir().glob("*.ipynb")):
+        secrets = assign.secret_lines(nbformat.read(path, as_version=4))
+        mine = Text((tmp_path / "classroom" / path.stem / f"{path.stem}.html").read_text(encoding="utf-8")).text
+        theirs = Text((tmp_path / "classroom" / "student" / path.stem / f"{path.stem}.html").read_text(encoding="utf-8")).text
+        assert [s for s in secrets if s not in mine] == [], path.stem
+        assert [s for s in secrets if s in theirs] == [], path.stem
+        checked += len(secrets)
+    assert checked >= 50

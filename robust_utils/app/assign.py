@@ -7,12 +7,17 @@ exercises follow nbgrader's conventions, so a teacher can also use nbgrader dire
   ``### BEGIN SOLUTION`` and ``### END SOLUTION``;
 - the *autograder cell* after it (``nbgrader.grade: true, locked: true, points``) checks the
   student's function against robust_utils on fixed tensors; its hidden part lies between
-  ``### BEGIN HIDDEN TESTS`` and ``### END HIDDEN TESTS``.
+  ``### BEGIN HIDDEN TESTS`` and ``### END HIDDEN TESTS``;
+- *read-only cells* (``nbgrader.locked: true``), e.g. each exercise's instructions.
 
-:func:`release` runs nbgrader's ``ClearSolutions`` (solution code becomes
-``raise NotImplementedError()``), ``ClearHiddenTests`` and ``ClearOutput`` through nbconvert's
-``NotebookExporter`` and writes one student copy per notebook. This is teaching infrastructure,
-not a paper's method.
+:func:`student_copy` runs nbgrader's preprocessors in the order of ``nbgrader generate_assignment``
+(without its database step, SaveCells): ``LockCells`` (autograder and read-only cells get
+``editable: false, deletable: false``, solution cells ``deletable: false``), ``ClearSolutions``
+(solution code becomes ``raise NotImplementedError()``), ``ClearOutput``, ``CheckCellMetadata``,
+``ClearHiddenTests``, then ``ComputeChecksums`` (nbgrader's md5 of each locked, autograder and
+solution cell as the student receives it, in ``nbgrader.checksum``) and ``CheckCellMetadata`` again.
+:func:`release` writes one student copy per notebook; ``python -m robust_utils grade`` compares a
+submission's locked cells with these checksums. This is teaching infrastructure, not a paper's method.
 """
 
 from __future__ import annotations
@@ -120,28 +125,110 @@ def exercises(nb: nbformat.NotebookNode, name: str = "notebook") -> list[Exercis
     return found
 
 
-def student_copy(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+def student_copy(nb: nbformat.NotebookNode, keep_outputs: bool = False) -> nbformat.NotebookNode:
     """The student version of an instructor notebook, by nbgrader's preprocessors through nbconvert.
 
-    ClearSolutions replaces the code between the solution markers with
-    ``# YOUR CODE HERE`` / ``raise NotImplementedError()``; ClearHiddenTests deletes the hidden
-    tests; ClearOutput clears every output and execution count (and the run metadata in
-    ``RUN_METADATA``). Everything else is unchanged.
+    In ``nbgrader generate_assignment``'s order: LockCells (autograder and read-only cells become
+    ``editable: false, deletable: false``; solution cells ``deletable: false``), ClearSolutions
+    (the code between the solution markers becomes ``# YOUR CODE HERE`` /
+    ``raise NotImplementedError()``), ClearOutput (every output and execution count, and the run
+    metadata in ``RUN_METADATA``), CheckCellMetadata (nbgrader's schema), ClearHiddenTests (the
+    hidden tests are deleted), ComputeChecksums (``nbgrader.checksum`` and ``nbgrader.cell_type`` of
+    every solution, autograder and read-only cell, as the student receives it), CheckCellMetadata.
+    Everything else is unchanged.
 
     Args:
         nb: the instructor notebook (not modified).
+        keep_outputs: keep the outputs of the cells that carry no nbgrader metadata (for the report's
+            student pages: the results stay, the exercise cells' outputs go); default: clear all.
     Returns:
         A new notebook.
+    Raises:
+        nbgrader.nbgraderformat.ValidationError: the nbgrader metadata does not follow nbgrader's schema.
     """
     from nbconvert.exporters import NotebookExporter
-    from nbgrader.preprocessors import ClearHiddenTests, ClearOutput, ClearSolutions
+    from nbgrader.preprocessors import (CheckCellMetadata, ClearHiddenTests, ClearOutput, ClearSolutions,
+                                        ComputeChecksums, LockCells)
 
+    nb = nbformat.from_dict(nb)
+    if keep_outputs:
+        for cell in nb.cells:
+            if cell.cell_type == "code" and _nbgrader(cell):
+                cell.outputs, cell.execution_count = [], None
     exporter = NotebookExporter()
-    exporter.register_preprocessor(ClearSolutions(), enabled=True)
-    exporter.register_preprocessor(ClearHiddenTests(), enabled=True)
-    exporter.register_preprocessor(ClearOutput(remove_metadata_fields=RUN_METADATA), enabled=True)
-    body, _ = exporter.from_notebook_node(nbformat.from_dict(nb))
+    steps = [LockCells(), ClearSolutions(), None if keep_outputs else ClearOutput(remove_metadata_fields=RUN_METADATA),
+             CheckCellMetadata(), ClearHiddenTests(), ComputeChecksums(), CheckCellMetadata()]
+    for step in steps:
+        if step is not None:
+            exporter.register_preprocessor(step, enabled=True)
+    body, _ = exporter.from_notebook_node(nb)
     return nbformat.reads(body, as_version=4)
+
+
+@dataclass(frozen=True)
+class LockedCell:
+    """A cell a student may not change: an autograder or read-only cell of a student copy.
+
+    Attributes:
+        grade_id: its nbgrader id.   index: its position in the student copy.
+        kind: "autograder" or "read-only".   checksum: nbgrader's checksum of the cell as released.
+    """
+
+    grade_id: str
+    index: int
+    kind: str
+    checksum: str
+
+
+def locked_cells(student: nbformat.NotebookNode) -> dict[str, LockedCell]:
+    """{grade_id: LockedCell} of a student copy's locked cells (nbgrader's ``is_locked``), in order.
+
+    The checksum is recomputed with nbgrader's ``compute_checksum`` (md5 of source, cell type,
+    the grade/solution/locked flags, grade id and points), so a checksum edited into a file counts
+    for nothing; compare it with :func:`cell_checksum` of a submitted cell.
+    """
+    from nbgrader import utils
+
+    return {cell.metadata.nbgrader["grade_id"]: LockedCell(
+                cell.metadata.nbgrader["grade_id"], i, "autograder" if utils.is_grade(cell) else "read-only",
+                utils.compute_checksum(cell))
+            for i, cell in enumerate(student.cells) if utils.is_locked(cell)}
+
+
+def cell_checksum(cell: nbformat.NotebookNode) -> str | None:
+    """nbgrader's checksum of a cell; None for a cell without an nbgrader grade id, "" for metadata
+    nbgrader cannot read (e.g. points that are not a number): neither matches a released checksum."""
+    from nbgrader import utils
+
+    if not isinstance(_nbgrader(cell).get("grade_id"), str):
+        return None
+    try:
+        return utils.compute_checksum(nbformat.from_dict(cell))
+    except (KeyError, TypeError, ValueError):
+        return ""
+
+
+def secret_lines(nb: nbformat.NotebookNode, min_length: int = 6) -> list[str]:
+    """The lines a student copy must not show: every stripped line between the solution or hidden-test
+    markers of an instructor notebook that is not also written elsewhere in its cell sources.
+
+    Args:
+        nb: the instructor notebook.   min_length: shorter lines are left out (too common to mean a leak).
+    Returns:
+        The lines, in notebook order, without repeats.
+    """
+    secret, public = [], []
+    for cell in nb.cells:
+        kept = cell.source
+        for begin, end in MARKERS.values():
+            lines = cell.source.splitlines()
+            starts = [i for i, line in enumerate(lines) if line.strip() == begin]
+            ends = [i for i, line in enumerate(lines) if line.strip() == end]
+            secret += [line.strip() for s, e in zip(starts, ends) for line in lines[s + 1:e] if line.strip()]
+            kept = re.sub(re.escape(begin) + r".*?" + re.escape(end), "", kept, flags=re.S)
+        public.append(kept)
+    public_text = "\n".join(public)
+    return list(dict.fromkeys(line for line in secret if len(line) >= min_length and line not in public_text))
 
 
 def exercise_notebooks(notebooks_dir: str | os.PathLike | None = None) -> dict[str, Path]:
@@ -187,4 +274,5 @@ def release(notebooks: list[str] | None = None, out: str | os.PathLike = "assign
             for stem, nb in copies.items()]
 
 
-__all__ = ["AssignError", "Exercise", "MARKERS", "exercises", "exercise_notebooks", "release", "student_copy"]
+__all__ = ["AssignError", "Exercise", "LockedCell", "MARKERS", "cell_checksum", "exercises", "exercise_notebooks",
+           "locked_cells", "release", "secret_lines", "student_copy"]
