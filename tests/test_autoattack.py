@@ -1,5 +1,6 @@
 """AutoAttack through pyautoattack: faithful to the reference's settings, at least as strong as PGD,
-within budget, and bad input refused before any work."""
+within budget, per-example accounting (a random model judged on the members' final iterates, never
+higher than our EOT-PGD, with AutoAttack's own count beside it), and bad input refused before any work."""
 
 import pytest
 import torch
@@ -34,6 +35,9 @@ def test_autoattack_is_at_least_as_strong_as_pgd_and_within_budget(trained_mlp, 
     acc = list(r.by_attack.values())
     assert list(r.by_attack) == ["apgd-ce", "apgd-t", "fab-t", "square"]
     assert acc == sorted(acc, reverse=True) and acc[-1] == pytest.approx(r.robust_accuracy)
+    # deterministic: the per-point result is AutoAttack's x_adv classified once, and its own count is the same number
+    assert torch.equal(r.correct, (trained_mlp(r.x_adv).argmax(1) == y).float())
+    assert r.own_accuracy == pytest.approx(r.robust_accuracy) and r.members == {} and r.passes == 1
     torch.manual_seed(0)
     pgd = evaluation.attack_accuracy(trained_mlp, x, y, lambda m, a, b: attacks.pgd(m, a, b, eps, 2.5 * eps / 40, 40, norm=norm)).mean
     assert r.robust_accuracy <= pgd + 0.02
@@ -50,15 +54,43 @@ def test_autoattack_is_reproducible_and_leaves_the_rng(trained_mlp, mnist_test):
     assert torch.equal(a.x_adv, b.x_adv)
 
 
-def test_rand_version_on_a_random_model(mnist_train, mnist_test):
+@pytest.fixture(scope="module")
+def random_mlp(mnist_train):
     model = build_model("mlp", seed=0, device="cpu", widths=[32], layer="dropconnect", layer_kwargs={"p": 0.2})
     from robust_utils.training import fit
     fit(model, *mnist_train, epochs=2, optimizer={"name": "adam", "lr": 1e-3}, cache_enabled=False, progress=False)
+    return model.eval()
+
+
+def test_rand_version_counts_final_iterates_and_never_reads_above_eot_pgd(random_mlp, mnist_test):
+    from robust_utils.evaluation.worst_case import WorstCase, correct_probability
+
     x, y = mnist_test[0][:30], mnist_test[1][:30]
-    r = autoattack.autoattack(model, x, y, 0.3, "inf", version="rand", seed=0)
-    assert list(r.by_attack) == ["apgd-ce", "apgd-dlr"] and r.version == "rand"
-    assert (r.x_adv - x).abs().amax() <= 0.3 + 1e-6
-    assert model.training is False  # the mode is left as it was
+    r = autoattack.autoattack(random_mlp, x, y, 0.1, "inf", version="rand", seed=0, passes=10)
+    assert list(r.by_attack) == ["apgd-ce", "apgd-dlr"] and r.version == "rand" and r.passes == 10
+    assert (r.x_adv - x).abs().amax() <= 0.1 + 1e-6
+    assert random_mlp.training is False  # the mode is left as it was
+    # per point: the minimum over the members of the probability of being correct (10 passes)
+    assert list(r.members) == ["apgd-ce", "apgd-dlr"] and r.correct.shape == (30,)
+    assert torch.equal(r.correct, torch.minimum(r.members["apgd-ce"], r.members["apgd-dlr"]))
+    assert r.robust_accuracy == pytest.approx(r.correct.mean().item())
+    # AutoAttack's own count (its draws, its rule) is reported beside it
+    assert r.own_accuracy == r.by_attack["apgd-dlr"] and 0 <= r.own_accuracy <= 1
+    # never higher than a plain EOT-PGD of ours on the same points (within noise)
+    torch.manual_seed(0)
+    x_pgd = evaluation.run_attack(attacks.eot(random_mlp, 10), x, y, lambda m, a, b: attacks.pgd(m, a, b, 0.1, 0.025, 40))
+    pgd = correct_probability(random_mlp, x_pgd, y, passes=10).mean().item()
+    assert r.robust_accuracy <= pgd + 0.05, (r.robust_accuracy, pgd)
+    suite = WorstCase(30, "Linf 0.1")
+    r.add_to(suite)
+    assert suite.attacks == ["AA apgd-ce", "AA apgd-dlr"] and suite.own_counts() == {"AA apgd-dlr": r.own_accuracy}
+    assert suite.robust_accuracy == pytest.approx(r.robust_accuracy)
+
+
+def test_rand_version_without_its_own_run(random_mlp, mnist_test):
+    x, y = mnist_test[0][:10], mnist_test[1][:10]
+    r = autoattack.autoattack(random_mlp, x, y, 0.1, "inf", version="rand", seed=0, passes=2, own_count=False)
+    assert r.by_attack == {} and r.own_accuracy is None and torch.equal(r.x_adv, x) and r.correct.shape == (10,)
 
 
 def test_square_is_black_box_and_within_budget(trained_mlp, mnist_test):
@@ -70,7 +102,7 @@ def test_square_is_black_box_and_within_budget(trained_mlp, mnist_test):
 
 @pytest.mark.parametrize("kwargs,match", [({"version": "fast"}, "unknown AutoAttack version"),
                                           ({"norm": "1"}, "unknown norm"), ({"eps": 2.0}, "Linf eps"),
-                                          ({"eps": -0.1}, "eps must be >= 0")])
+                                          ({"eps": -0.1}, "eps must be >= 0"), ({"passes": 0}, "passes")])
 def test_bad_arguments_are_refused(trained_mlp, mnist_test, kwargs, match):
     args = {"eps": 0.1, "norm": "inf", "version": "standard", **kwargs}
     with pytest.raises(ValueError, match=match):

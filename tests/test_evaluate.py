@@ -58,18 +58,20 @@ def test_monitor_key_depends_on_eps_and_data(mnist_test):
     assert a != evaluation.RobustAccuracyMonitor(x[:10], y[:10], [0.0, 0.1]).cache_key()
 
 
-def test_accuracy_gap_verdicts():
-    assert claims.accuracy_gap([0.95], [0.90], n=10000)[2] == "reproduced"
-    assert claims.accuracy_gap([0.90], [0.95], n=10000)[2] == "not reproduced"
-    assert claims.accuracy_gap([0.901], [0.900], n=10000)[2] == "inconclusive"
-    # seeds that disagree make a mean difference inconclusive
-    assert claims.accuracy_gap([0.95, 0.85], [0.90, 0.90], n=10000)[2] == "inconclusive"
+def test_greater_claim_from_aggregate_accuracies_verdicts():
+    """The aggregate-accuracy helpers judge with an exact test of two proportions (tests/test_claims.py
+    covers the per-example helpers)."""
+    assert claims.greater_claim("c", "A", [0.95], "B", [0.90], n=10000).verdict == "reproduced"
+    assert claims.greater_claim("c", "A", [0.90], "B", [0.95], n=10000).verdict == "not reproduced"
+    assert claims.greater_claim("c", "A", [0.901], "B", [0.900], n=10000, effect=0.001).verdict == "inconclusive"
+    # seeds that disagree in sign make a significant pooled difference inconclusive
+    assert claims.greater_claim("c", "A", [0.99, 0.89], "B", [0.90, 0.90], n=10000).verdict == "inconclusive"
     with pytest.raises(ValueError):
         claims.Claim("x", "maybe", "")
 
 
 def test_no_worse_claim_tolerance():
-    assert claims.no_worse_claim("c", "A", [0.984], "B", [0.986], 10000, 0.005).verdict == "reproduced"
+    assert claims.no_worse_claim("c", "A", [0.984], "B", [0.986], 10000, 0.005, effect=0.0).verdict == "reproduced"
     assert claims.no_worse_claim("c", "A", [0.95], "B", [0.986], 10000, 0.005).verdict == "not reproduced"
 
 

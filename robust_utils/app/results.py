@@ -119,8 +119,9 @@ class Results:
                                    "rows": [{str(k): _clean(v) for k, v in r.items()} for r in df.to_dict("records")]}
 
     def add_claims(self, claims: Sequence[Claim]) -> None:
-        """Record the claims cell's verdicts."""
-        self.claims = [{"claim": c.claim, "verdict": c.verdict, "evidence": c.evidence} for c in claims]
+        """Record the claims cell's verdicts: claim, verdict, evidence, and the test's numbers where known
+        (test, p_value, p_holm, mde, effect; ``Claim.record``)."""
+        self.claims = [c.record() for c in claims]
 
     def add_values(self, **values: Any) -> None:
         """Record other named numbers (e.g. the eps at which accuracy reaches zero)."""

@@ -4,6 +4,7 @@
     robustness   accuracy under attack, eps grids, budgets, the Figure-1 training monitor
     minimal      minimal perturbations and rho_adv (Matyasko & Chau 2018, eq. 8)
     sanity       the sanity checks of Carlini et al. 2019
+    worst_case   per-example robust accuracy: a point is robust only if it survives every attack
     audit        the gradient-masking audit          autoattack  AutoAttack (pyautoattack), Square
     crosscheck   our attacks against Foolbox 3        claims      verdicts on a paper's claims
     reference    the papers' published numbers        plots       the figures the notebooks share

@@ -16,6 +16,25 @@ objects it builds (tests/test_autoattack.py runs it, so an upgrade that changes 
 The attacks are run in AutoAttack's order, each on the points still classified correctly
 ("worst case over the ensemble"); the robust accuracy after each attack is reported.
 torchattacks' ``AutoAttack`` defaults to 10 steps and is not this.
+
+Per-example accounting (``AutoAttackResult.correct``):
+
+    standard (deterministic models): a point is robust iff the model classifies AutoAttack's x_adv
+        correctly. This is exact: AutoAttack runs every member on every point still correct and
+        keeps the image of the member that fooled it, so x_adv is correct iff every member failed,
+        and a deterministic model gives the same answer at every pass.
+    rand (random models): pyautoattack returns the *clean* image for every point it judged robust
+        on its own draw of the randomness (and for points it never attacked), so re-classifying its
+        x_adv with fresh passes overstates robustness. Each member (APGD-CE, APGD-DLR, 20 EOT
+        samples per gradient) is therefore run again on *every* point, through the same
+        ``APGDAttack`` object AutoAttack built (``check_faithful`` settings), and its final iterate
+        is re-classified with ``passes`` fresh forward passes: the last iterate that fooled the
+        attack's own draw where there is one (what AutoAttack itself would keep), else the iterate
+        of highest loss (APGD's x_max, Croce & Hein 2020, Algorithm 1). The choice uses the
+        attack's own information only, never the measuring passes (a minimum over candidates
+        measured on the same passes would bias the number down). A point's correctness is the
+        minimum over the members of its probability of being correct; AutoAttack's own count (its
+        draws, its rule) is kept beside it (``own_accuracy``, ``by_attack``).
 """
 
 from __future__ import annotations
@@ -28,8 +47,10 @@ import torch
 from torch import nn
 
 from ..core.checks import check_eps, check_images, check_labels, check_positive_int
+from .worst_case import WorstCase, correct_probability
 
 VERSIONS = ("standard", "rand")
+LOSSES = {"apgd-ce": "ce", "apgd-dlr": "dlr"}  # the rand version's members and their APGD losses
 NORMS = {"inf": "Linf", "2": "L2"}
 
 PUBLISHED_SETTINGS = {
@@ -47,15 +68,20 @@ class AutoAttackResult:
     """What ``autoattack`` returns.
 
     Attributes:
-        x_adv: (N, C, H, W) float32 in [0, 1]; the adversarial image where an attack succeeded,
-            x elsewhere; ||x_adv - x||_norm <= eps.
-        clean_accuracy: accuracy on x, in [0, 1].
-        robust_accuracy: accuracy after the whole ensemble.
-        by_attack: {attack name: robust accuracy after it}, cumulative, in the order run (for a
-            random model, within AutoAttack's own draws of the randomness).
+        x_adv: (N, C, H, W) float32 in [0, 1]; AutoAttack's output: the adversarial image where an
+            attack succeeded (on its draw, for a random model), x elsewhere; ||x_adv - x||_norm <= eps.
+        clean_accuracy: accuracy on x, in [0, 1] (random model: mean over ``passes`` fresh passes).
+        robust_accuracy: mean of ``correct``: the per-example worst case (module docstring).
+        by_attack: {attack name: robust accuracy after it}, cumulative, in the order run, as
+            AutoAttack counts it (for a random model, on its own draws; empty without ``own_count``).
         warnings: AutoAttack's own checks that fired (a random forward pass, outputs that look
             like probabilities, zero gradients, Square stronger than the white-box attacks).
         version, norm ("inf" or "2"), eps (pixel units of [0, 1]), seed: the run's settings.
+        correct: (N,) float32 in [0, 1], per point: correct under every member (standard: 0/1), or
+            the minimum over the members of the probability of being correct (rand).
+        members: {member: (N,) float32} per-point probabilities for the rand version; {} for standard.
+        own_accuracy: AutoAttack's own robust accuracy (its count; None when not run).
+        passes: fresh forward passes per re-classified image (1 for standard).
     """
 
     x_adv: torch.Tensor = field(repr=False)
@@ -67,6 +93,22 @@ class AutoAttackResult:
     norm: str
     eps: float
     seed: int
+    correct: torch.Tensor = field(default=None, repr=False)
+    members: dict = field(default_factory=dict, repr=False)
+    own_accuracy: float | None = None
+    passes: int = 1
+
+    def add_to(self, suite: WorstCase, prefix: str = "AA") -> None:
+        """Add this run to a ``WorstCase`` at its budget: each member of the rand version ("AA
+        apgd-ce", "AA apgd-dlr") with AutoAttack's own count beside the last, or the standard
+        version as one attack ("AA standard"), whose per-point result is exact."""
+        if self.members:
+            for name, c in self.members.items():
+                suite.add(f"{prefix} {name}", c)
+            if self.own_accuracy is not None:
+                suite.add_own_count(f"{prefix} {list(self.members)[-1]}", self.own_accuracy)
+        else:
+            suite.add(f"{prefix} {self.version}", self.correct)
 
 
 class _Collect(logging.Handler):
@@ -128,58 +170,101 @@ def check_faithful(aa, version: str) -> list[str]:
     return problems
 
 
-def autoattack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, norm: str = "inf",
-               version: str = "standard", seed: int = 0, batch_size: int = 500) -> AutoAttackResult:
-    """Robust accuracy under AutoAttack (Croce and Hein 2020) at the reference settings.
+class _Capture:
+    """Route AutoAttack's logger into a ``_Collect`` for the duration of a ``with`` block."""
 
-    Use ``version="rand"`` for a model whose forward pass is random (AutoAttack's own rule); the
-    returned accuracies are then one draw of that randomness (classify ``x_adv`` again with
-    ``metrics.stochastic_accuracy`` for the mean over passes). The global RNG is left as it was.
+    def __enter__(self) -> _Collect:
+        self.logger, self.collect = logging.getLogger("auto-attack"), _Collect()
+        self.old = self.logger.level, self.logger.propagate
+        self.logger.addHandler(self.collect)
+        self.logger.setLevel(logging.DEBUG)
+        self.logger.propagate = False
+        return self.collect
+
+    def __exit__(self, *exc) -> None:
+        self.logger.removeHandler(self.collect)
+        self.logger.setLevel(self.old[0])
+        self.logger.propagate = self.old[1]
+
+
+def final_iterates(aa, x: torch.Tensor, y: torch.Tensor, batch_size: int = 500) -> dict[str, torch.Tensor]:
+    """Each member of a rand-version AutoAttack run on every point: {member: (N, C, H, W) final iterate}.
+
+    Through the ``APGDAttack`` that ``aa`` built (its settings: 100 iterations, 20 EOT samples per
+    gradient, AutoAttack's seed per attack, seeded as APGD's ``perturb`` seeds itself): per point
+    the last iterate that fooled the attack's own draw where one did, else the iterate of highest
+    loss (x_max). The caller's RNG state is not restored here (``autoattack`` forks it).
+    """
+    out = {}
+    for name in aa.attacks_to_run:
+        aa.apgd.loss = LOSSES[name]
+        aa.apgd.seed = aa.get_seed()
+        aa.apgd.init_hyperparam(x)
+        torch.random.manual_seed(aa.apgd.seed)
+        if x.device.type == "cuda":
+            torch.cuda.random.manual_seed(aa.apgd.seed)
+        chosen = []
+        for xb, yb in zip(x.split(batch_size), y.split(batch_size)):
+            x_max, still, _, x_hit = aa.apgd.attack_single_run(xb.detach().clone().float(), yb)
+            chosen.append(torch.where((still == 0).view(-1, *([1] * (xb.dim() - 1))), x_hit, x_max).detach())
+        out[name] = torch.cat(chosen)
+    return out
+
+
+def autoattack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, norm: str = "inf",
+               version: str = "standard", seed: int = 0, batch_size: int = 500, passes: int = 10,
+               own_count: bool = True) -> AutoAttackResult:
+    """Robust accuracy under AutoAttack (Croce and Hein 2020) at the reference settings, per example.
+
+    Use ``version="rand"`` for a model whose forward pass is random (AutoAttack's own rule): the
+    robust accuracy is then the per-example worst case over the members' final iterates,
+    re-classified with ``passes`` fresh passes, and AutoAttack's own count is kept beside it (module
+    docstring). The global RNG is left as it was.
 
     Args:
         model: maps x -> logits (N, K), K >= 4 for the targeted attacks; train/eval mode untouched.
         x: (N, C, H, W) float32 in [0, 1].   y: (N,) int64.
         eps: budget in pixel units of [0, 1], measured in ``norm`` ("inf" or "2").
         version: "standard" or "rand".   seed: the attacks' seed.   batch_size: points per attack batch.
+        passes: fresh forward passes per re-classified image (rand only).
+        own_count: also run pyautoattack's own evaluation (rand: its count and x_adv; always for standard).
     Returns:
         AutoAttackResult.
     Raises:
-        ValueError: bad x, y, eps, norm, version or batch_size, or a pyautoattack whose settings
-            differ from the reference's (the message lists them).
+        ValueError: bad x, y, eps, norm, version, batch_size or passes, or a pyautoattack whose
+            settings differ from the reference's (the message lists them).
     """
     check_images(x)
     check_labels(y, x.shape[0])
     check_positive_int(batch_size, "batch_size")
+    check_positive_int(passes, "passes")
     aa = build(model, eps, norm, version, seed)
     problems = check_faithful(aa, version)
     if problems:
         raise ValueError("pyautoattack does not match the reference AutoAttack: " + "; ".join(problems))
-    logger = logging.getLogger("auto-attack")
-    collect = _Collect()
-    old = logger.level, logger.propagate
-    logger.addHandler(collect)
-    logger.setLevel(logging.DEBUG)
-    logger.propagate = False
-    aa.verbose = True  # the per-batch "k out of m successfully perturbed" lines give the per-attack counts
-    try:
-        with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
+    rand = version == "rand"
+    x_adv, by_attack, iterates = x, {}, {}
+    with _Capture() as collect, torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
+        if own_count or not rand:
+            aa.verbose = True  # the per-batch "k out of m successfully perturbed" lines give the per-attack counts
             x_adv, _ = aa.run_standard_evaluation(x, y, batch_size=batch_size)
-    finally:
-        logger.removeHandler(collect)
-        logger.setLevel(old[0])
-        logger.propagate = old[1]
-    with torch.inference_mode():
-        clean = (torch.cat([model(xb).argmax(1) for xb in x.split(batch_size)]) == y).float().mean().item()
-        robust = (torch.cat([model(xb).argmax(1) for xb in x_adv.split(batch_size)]) == y).float().mean().item()
-    # AutoAttack's own initial accuracy (for a random model: its draw of the randomness), minus the
-    # points each attack fooled, in order
-    left = round((clean if collect.initial is None else collect.initial) * len(y))
-    by_attack = {}
-    for name in aa.attacks_to_run:
-        left -= collect.fooled.get(name, 0)
-        by_attack[name] = left / len(y)
-    return AutoAttackResult(x_adv.detach(), clean, robust, by_attack, tuple(collect.warnings), version, norm,
-                            float(eps), int(seed))
+            aa.verbose = False
+        if rand:
+            iterates = final_iterates(aa, x, y, batch_size)
+    reps = passes if rand else 1
+    clean = float(correct_probability(model, x, y, reps, batch_size).mean())
+    members = {k: correct_probability(model, v, y, reps, batch_size) for k, v in iterates.items()}
+    correct = (torch.stack(list(members.values())).amin(0) if rand
+               else correct_probability(model, x_adv, y, 1, batch_size))
+    if own_count or not rand:
+        # AutoAttack's own initial accuracy (for a random model: its draw), minus the points each attack fooled
+        left = round((clean if collect.initial is None else collect.initial) * len(y))
+        for name in aa.attacks_to_run:
+            left -= collect.fooled.get(name, 0)
+            by_attack[name] = left / len(y)
+    own = by_attack[aa.attacks_to_run[-1]] if by_attack else None
+    return AutoAttackResult(x_adv.detach(), clean, float(correct.mean()), by_attack, tuple(collect.warnings), version,
+                            norm, float(eps), int(seed), correct, members, own, reps)
 
 
 def square(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, norm: str = "inf", queries: int = 5000,
