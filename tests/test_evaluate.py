@@ -116,3 +116,15 @@ def test_attack_accuracy_runs_the_attack_in_batches_and_counts_passes(trained_le
     expected = evaluation.accuracy(trained_lenet, attacks.fgsm(trained_lenet, x, y, 0.3), y)
     assert acc.mean == pytest.approx(expected) and acc.all_passes == pytest.approx(expected)  # deterministic model
     assert len(acc.per_pass) == 3 and acc.mean < evaluation.accuracy(trained_lenet, x, y)
+
+
+def test_correct_by_eps_is_the_per_example_form_of_robust_accuracy(trained_lenet, mnist_test):
+    x, y = mnist_test[0][:60], mnist_test[1][:60]
+    per = evaluation.correct_by_eps(trained_lenet, x, y, attacks.FGSM(), [0.0, 0.2])
+    assert set(per) == {0.0, 0.2} and per[0.0].shape == (60,) and per[0.0].dtype == torch.float32
+    assert torch.equal(per[0.0], (evaluation.predict(trained_lenet, x) == y).float())
+    grid = evaluation.robust_accuracy(trained_lenet, x, y, attacks.FGSM(), [0.0, 0.2])
+    assert grid == {e: v.mean().item() for e, v in per.items()}
+    assert per[0.2].sum() < per[0.0].sum()  # the attack takes some images
+    with pytest.raises(ValueError, match="passes"):
+        evaluation.correct_by_eps(trained_lenet, x, y, attacks.FGSM(), [0.1], passes=0)

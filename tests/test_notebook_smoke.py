@@ -84,23 +84,6 @@ def test_stochastic_lwta_notebook_smoke_profile(tmp_path, monkeypatch):
     assert ("Stochastic LWTA", "EOT-PGD (2 draws)") in attacks
 
 
-def test_paper_profile_stops_with_a_clear_message_without_the_full_cifar10(tmp_path, monkeypatch):
-    """The paper profile asks for the full CIFAR-10; with only the subset, the first data cell fails
-    with the loader's message (file, md5, how to get it, and that only the subset is present)."""
-    from robust_utils.core import data
-
-    if (data.data_root() / "cifar-10-batches-py").is_dir() or (data.data_root() / "cifar10.npz").is_file():
-        pytest.fail("this test expects the project's data root, which holds only the CIFAR-10 subset")
-    monkeypatch.setenv("ROBUST_UTILS_CACHE", str(tmp_path / "cache"))
-    overrides = {"n_train": 10, "n_test": 10, "epochs": 1}
-    code = execute.run(profile="paper", notebooks=["03_stochastic_lwta"], figures_dir=tmp_path / "figures",
-                      overrides=overrides)
-    assert code != 0
-    executed = (tmp_path / "figures" / "paper" / "03_stochastic_lwta" / "03_stochastic_lwta.ipynb").read_text()
-    assert "DataError" in executed and "c99cafc152244af753f735de768cd75f" in executed
-    assert "cifar10_subset" in executed and not list((tmp_path / "cache").glob("*.pt"))
-
-
 @pytest.mark.slow
 def test_probabilistic_loss_notebook_smoke_profile(tmp_path, monkeypatch):
     results = run_smoke("01_probabilistic_loss", tmp_path, monkeypatch)

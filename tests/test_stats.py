@@ -127,3 +127,13 @@ def test_seed_summary_agreement_and_spread():
     assert stats.seed_summary(a, np.zeros_like(b)).agree
     with pytest.raises(ValueError, match="one row per seed"):
         stats.seed_summary(a, b[:1])
+
+
+def test_mde_unpaired_at_a_baseline_near_the_bound_is_finite_or_inf_never_an_error():
+    """A baseline accuracy near 1 leaves little room; the power at the bound has a zero variance."""
+    from robust_utils.core import stats as st
+
+    assert st.mde_unpaired(40, 40, 1.0) == float("inf")
+    m = st.mde_unpaired(40, 40, 0.95)
+    assert m == float("inf") or 0 < m <= 0.05
+    assert 0 < st.mde_unpaired(200, 200, 0.5) < 0.2

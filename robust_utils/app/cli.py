@@ -2,9 +2,12 @@
 
 Commands:
     run                 execute a profile's notebooks with papermill and write figures/<profile>/SUMMARY.md
-    assign              write the student copies of the notebooks (nbgrader's ClearSolutions etc.)
+                        (app.run_command; also the ``robust-companion`` console script)
+    assign              write the student copies of the notebooks (nbgrader's LockCells, ClearSolutions etc.)
+    grade               grade submitted student notebooks (locked cells checked, per-cell timeout)
     export-checkpoints  bundle a profile's trained checkpoints (weights only, sha256) for a class
     report              render a profile's executed notebooks and SUMMARY as a static HTML site
+    download            fetch the datasets that are not embedded in data/ (pooch, md5-checked)
 
 Each command is a subparser with a ``func(args) -> int`` handler, so more commands can be added
 by writing one ``_add_<command>`` function and calling it in :func:`build_parser`.
@@ -16,62 +19,11 @@ import argparse
 import sys
 from typing import Any, Callable
 
-RUN_EPILOG = """\
-examples:
-  python -m robust_utils run --profile smoke
-  python -m robust_utils run --notebooks 02_hr_loss -p epochs=3 -p eps_grid=[0.1,0.2]
-  python -m robust_utils run --profile paper -p device=cuda --dry-run
-
-Profiles are the files notebooks/params/<profile>.yaml:
-  defaults:           # given to every notebook whose parameters cell has the name
-    threads: 2
-  notebooks:          # the notebooks of the profile and their parameters
-    02_hr_loss:
-      n_train: 1000
-
-Everything is checked before anything runs: the profile, the notebook names, that every
-parameter exists in the notebook's `parameters`-tagged cell, and that each value has the type of
-the notebook's default (an int is fine for a float). Outputs go to
-$ROBUST_UTILS_FIGURES/<profile>/<notebook>/ (default: figures/), together with the executed
-notebook; figures/<profile>/SUMMARY.md collects every results.json of the profile.
-
-exit status: 0 all notebooks ran (or dry run), 1 a notebook failed, 2 invalid arguments.
-"""
-
-
-def _cmd_run(args: argparse.Namespace) -> int:
-    from .execute import run
-    from .profiles import RunnerError
-
-    try:
-        return run(profile=args.profile, notebooks=args.notebooks, overrides=args.params,
-                   dry_run=args.dry_run, notebooks_dir=args.notebooks_dir, figures_dir=args.figures_dir)
-    except RunnerError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-
 
 def _add_run(sub: Any) -> None:
-    p = sub.add_parser(
-        "run", help="execute a profile's notebooks with papermill and write SUMMARY.md",
-        description="Execute the notebooks of a profile with papermill into "
-                    "figures/<profile>/<notebook>/ and write figures/<profile>/SUMMARY.md.",
-        epilog=RUN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("--profile", default="classroom",
-                   help="smoke, classroom or paper: the file notebooks/params/<profile>.yaml (default: classroom)")
-    p.add_argument("--notebooks", nargs="+", metavar="STEM",
-                   help="run only these notebooks of the profile, e.g. 02_hr_loss (default: all of them)")
-    p.add_argument("-p", "--param", dest="params", action="append", default=[], metavar="NAME=VALUE",
-                   help="override a parameter in every selected notebook that has it; the value is read "
-                        "as YAML (3, 0.5, [0.1,0.2], cpu, true, null); repeatable")
-    p.add_argument("--dry-run", action="store_true",
-                   help="print each notebook's parameters and output folder; execute nothing")
-    p.add_argument("--notebooks-dir", metavar="DIR",
-                   help="the folder of the notebooks and their params/ (default: the repository's notebooks/)")
-    p.add_argument("--figures-dir", metavar="DIR",
-                   help="the figures root (default: $ROBUST_UTILS_FIGURES, else the repository's figures/)")
-    p.set_defaults(func=_cmd_run)
+    from .run_command import add_run  # the run command lives in app.run_command
+
+    add_run(sub)
 
 
 def _report_written(action: Callable[[], Any], error: type[Exception]) -> int:
@@ -108,8 +60,10 @@ def _add_assign(sub: Any) -> None:
         "assign", help="write the student copies of the notebooks (solutions and hidden tests removed)",
         description="Write student copies of the paper notebooks: the code between ### BEGIN SOLUTION and "
                     "### END SOLUTION becomes `raise NotImplementedError()`, hidden tests are removed and "
-                    "outputs cleared, by nbgrader's ClearSolutions, ClearHiddenTests and ClearOutput "
-                    "preprocessors. The committed (instructor) notebooks are not changed.",
+                    "outputs cleared, and the autograder and read-only cells locked (not editable, not "
+                    "deletable) with checksums, by nbgrader's LockCells, ClearSolutions, ClearOutput, "
+                    "ClearHiddenTests and ComputeChecksums preprocessors (what `grade` checks). The committed "
+                    "(instructor) notebooks are not changed.",
         epilog="exit status: 0 written, 2 invalid arguments (unknown notebook, no exercises).",
     )
     p.add_argument("--notebooks", nargs="+", metavar="STEM",
@@ -119,6 +73,34 @@ def _add_assign(sub: Any) -> None:
     p.add_argument("--notebooks-dir", metavar="DIR",
                    help="the folder of the instructor notebooks (default: the repository's notebooks/)")
     p.set_defaults(func=_cmd_assign)
+
+
+def _cmd_grade(args: argparse.Namespace) -> int:
+    from .grade import GradeError, grade_submissions
+
+    return _report_written(lambda: grade_submissions(args.submissions, out=args.out, timeout=args.timeout,
+                                                     notebooks_dir=args.notebooks_dir, log=print), GradeError)
+
+
+def _add_grade(sub: Any) -> None:
+    p = sub.add_parser(
+        "grade", help="grade submitted student notebooks: points per exercise, feedback pages, a class CSV",
+        description="Grade student notebooks handed back: a submission whose locked cells (autograder, "
+                    "read-only) were changed or deleted is refused, naming the cell (nbgrader checksums); "
+                    "otherwise each exercise's solution cell and its autograder cell, hidden tests restored "
+                    "from notebooks/<notebook>.ipynb, run in a fresh kernel with a per-cell timeout (never "
+                    "the notebook's training). Writes <out>/<student>/<notebook>.json and .html, and "
+                    "<out>/grades.csv.",
+        epilog="exit status: 0 graded (refused submissions included, with their reason), 2 invalid arguments.",
+    )
+    p.add_argument("submissions", nargs="+", metavar="SUBMISSION",
+                   help="a notebook <student>/<notebook>.ipynb, or a folder per student (searched recursively)")
+    p.add_argument("--out", default="grades", metavar="DIR", help="the output folder (default: grades/)")
+    p.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS",
+                   help="seconds each cell may run before it is cut (default: 30)")
+    p.add_argument("--notebooks-dir", metavar="DIR",
+                   help="the folder of the instructor notebooks (default: the repository's notebooks/)")
+    p.set_defaults(func=_cmd_grade)
 
 
 def _cmd_export_checkpoints(args: argparse.Namespace) -> int:
@@ -146,7 +128,8 @@ def _add_export_checkpoints(sub: Any) -> None:
 def _cmd_report(args: argparse.Namespace) -> int:
     from .report import ReportError, build_report
 
-    return _report_written(lambda: build_report(profile=args.profile, figures_dir=args.figures_dir), ReportError)
+    return _report_written(lambda: build_report(profile=args.profile, figures_dir=args.figures_dir,
+                                                audience=args.audience), ReportError)
 
 
 def _add_report(sub: Any) -> None:
@@ -159,7 +142,44 @@ def _add_report(sub: Any) -> None:
         epilog="exit status: 0 written, 2 invalid arguments (unknown profile, nothing executed yet).",
     )
     _profile_arguments(p, "to render")
+    p.add_argument("--audience", choices=("instructor", "student"), default="instructor",
+                   help="instructor (default): pages with the solutions and hidden tests, in figures/<profile>/; "
+                        "student: pages from the student copies (no solutions, no hidden tests), a "
+                        "self-contained site in figures/<profile>/student/ to hand out")
     p.set_defaults(func=_cmd_report)
+
+
+def _cmd_download(args: argparse.Namespace) -> int:
+    from ..core.datafiles import DataError
+    from ..core.download import download
+
+    try:
+        download(args.names, root=args.root, mirror=args.mirror)
+    except DataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _add_download(sub: Any) -> None:
+    p = sub.add_parser(
+        "download", help="fetch the datasets that are not embedded (full CIFAR-10, SVHN; MNIST again)",
+        description="Fetch datasets from their official locations into the data root (--root, else\n"
+                    "$ROBUST_UTILS_DATA, else data/): MNIST/raw/*.gz, cifar-10-batches-py/ (unpacked from\n"
+                    "cifar-10-python.tar.gz) and SVHN/{train,test}_32x32.mat. Every file is md5-checked\n"
+                    "against data/checksums.json and renamed into place only when it matches; a file\n"
+                    "already present and intact is not fetched again.",
+        epilog="examples:\n  python -m robust_utils download cifar10 svhn\n\n"
+               "exit status: 0 every file in place, 1 a download or checksum failed, 2 invalid arguments.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("names", nargs="+", choices=("mnist", "cifar10", "svhn"), metavar="NAME",
+                   help="mnist, cifar10 or svhn (repeatable)")
+    p.add_argument("--root", metavar="DIR", help="the data root (default: $ROBUST_UTILS_DATA, else data/)")
+    p.add_argument("--mirror", metavar="URL",
+                   help="fetch every file from URL/<file name> (default: $ROBUST_UTILS_DATA_MIRROR, else the "
+                        "official locations)")
+    p.set_defaults(func=_cmd_download)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -176,8 +196,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="<command>")
     _add_run(sub)
     _add_assign(sub)
+    _add_grade(sub)
     _add_export_checkpoints(sub)
     _add_report(sub)
+    _add_download(sub)
     return parser
 
 

@@ -1,13 +1,29 @@
-"""SUMMARY.md: every results.json of a profile in one Markdown file; reading results.json."""
+"""SUMMARY.md: every notebook of a profile in one Markdown file, with the state of its last run and
+its claims counted by verdict; reading results.json.
+
+Infrastructure, not from a paper. Every piece of text that comes from a notebook, a parameter or
+an error message is escaped (HTML and Markdown), so nothing in a results.json or a failure message
+can inject markup into a rendered SUMMARY.md. A notebook whose last run failed, was interrupted or
+is still running is marked so at the top and in its section, and what its folder holds is never
+presented as a finished run's numbers.
+"""
 
 from __future__ import annotations
 
+import html
 import json
 import os
+import re
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterable, Mapping
+from urllib.parse import quote
 
-from ..core.io import atomic_write_bytes
+from .progress import clock, read_status
+
+VERDICT_COLUMNS = ("reproduced", "not reproduced", "inconclusive", "not tested at this profile")
+PREVIOUS_DIR = ".previous"
+_MD_SPECIAL = re.compile(r"([\\`*\[\]|~]|(?<![0-9A-Za-z])_|_(?![0-9A-Za-z]))")
 
 
 def error_line(exc: BaseException) -> str:
@@ -17,9 +33,6 @@ def error_line(exc: BaseException) -> str:
         ename, evalue = type(exc).__name__, str(exc)
     first = next((line.strip() for line in str(evalue).splitlines() if line.strip()), "")
     return f"{ename}: {first}" if first else ename
-
-
-
 
 
 def format_value(value: Any, signed: bool = False) -> str:
@@ -37,13 +50,33 @@ def format_value(value: Any, signed: bool = False) -> str:
     return str(value)
 
 
+def md_text(value: Any) -> str:
+    """Any text made inert for Markdown: whitespace collapsed to one line, HTML escaped (&, <, >),
+    Markdown's active characters (\\ ` * [ ] | ~, and _ unless inside a word) backslash-escaped."""
+    return _MD_SPECIAL.sub(r"\\\1", html.escape(" ".join(str(value).split()), quote=False))
+
+
+def code_span(value: Any) -> str:
+    """``value`` as one Markdown code span, whatever backticks it holds (CommonMark's longer fence)."""
+    text = " ".join(str(value).split())
+    fence = "`" * (max((len(m) for m in re.findall(r"`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def _code(value: Any) -> str:
+    """A code span for names and commands; escaped text instead when it holds <, > or &, so no raw
+    HTML character ever reaches SUMMARY.md, even inside a span."""
+    return md_text(value) if re.search(r"[<>&]", str(value)) else code_span(value)
+
+
 def _cell(value: Any, signed: bool = False) -> str:
-    """A Markdown table cell: :func:`format_value`, whitespace collapsed, pipes escaped."""
-    return " ".join(format_value(value, signed).replace("|", "\\|").split()) or " "
+    """A Markdown table cell: :func:`format_value`, escaped by :func:`md_text`."""
+    return md_text(format_value(value, signed)) or " "
 
 
 def _table(columns: list[str], rows: Iterable[Mapping[str, Any]]) -> list[str]:
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines = ["| " + " | ".join(md_text(c) for c in columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(_cell(row.get(c), signed=c == "diff") for c in columns) + " |"
               for row in rows if isinstance(row, Mapping)]
     return lines
@@ -55,7 +88,7 @@ def read_results(path: str | os.PathLike) -> dict:
     Args:
         path: the file, figures/<profile>/<stem>/results.json.
     Returns:
-        Its JSON object (keys as written by :class:`robust_utils.results.Results`; any may be absent).
+        Its JSON object (keys as written by :class:`robust_utils.app.results.Results`; any may be absent).
     Raises:
         OSError: the file cannot be read.   ValueError: not JSON, or not a JSON object.
     """
@@ -65,23 +98,87 @@ def read_results(path: str | os.PathLike) -> dict:
     return data
 
 
-def _notebook_section(stem: str, path: Path, profile_dir: Path, failure: str | None) -> list[str]:
-    try:
-        data = read_results(path)
-    except (OSError, ValueError) as exc:
-        return [f"## {stem}", "", f"Could not read `{stem}/results.json`: {error_line(exc)}", ""]
-    title = data.get("title")
-    lines = [f"## {stem}: {title}" if title else f"## {stem}", ""]
-    if failure:
-        lines += [f"> **Failed in this run** ({failure}): the results below are from an earlier run.", ""]
-    if data.get("parameters"):
-        lines += ["Parameters: " + ", ".join(f"`{k}={v!r}`" for k, v in data["parameters"].items()), ""]
+def verdict_counts(claims: Any) -> dict[str, int]:
+    """Claims counted by verdict: the four VERDICT_COLUMNS, "other" (any other verdict) and "total".
+
+    A verdict starting with "not tested" counts as "not tested at this profile".
+    """
+    counts = dict.fromkeys((*VERDICT_COLUMNS, "other", "total"), 0)
+    for claim in claims if isinstance(claims, list) else []:
+        verdict = str(claim.get("verdict", "")).strip().lower() if isinstance(claim, Mapping) else ""
+        key = "not tested at this profile" if verdict.startswith("not tested") else verdict
+        counts[key if key in VERDICT_COLUMNS else "other"] += 1
+        counts["total"] += 1
+    return counts
+
+
+# --------------------------------------------------------------------------- the notebooks' states
+
+
+def _state(stem: str, folder: Path, failures: Mapping[str, str], run: Mapping[str, Any]) -> dict:
+    """{"state", "started", "elapsed_s", "error"} of one notebook: pending in the current run, else its status.json."""
+    if stem in (run.get("pending") or ()):
+        return {"state": "pending", "started": None, "elapsed_s": None, "error": None}
+    status = dict(read_status(folder) or {"state": "unknown", "started": None, "elapsed_s": None, "error": None})
+    if stem in failures:
+        status.update(state="failed", error=failures[stem])
+    return status
+
+
+def _state_note(stem: str, st: Mapping[str, Any], previous: Path) -> list[str]:
+    """The warning at the top of a notebook's section, when its folder does not hold a finished run."""
+    kept = f" The previous run's outputs are kept in {_code(PREVIOUS_DIR + '/' + stem + '/')}." if previous.is_dir() else ""
+    error = f" ({md_text(st['error'])})" if st.get("error") else ""
+    notes = {
+        "failed": f"> **Failed** in the run started {md_text(st.get('started'))}{error}.{kept}",
+        "interrupted": f"> **Interrupted** in the run started {md_text(st.get('started'))}.{kept}",
+        "running": f"> **Running** since {md_text(st.get('started'))}, or killed (no finish was recorded).{kept}",
+        "pending": "> **Not yet run** by the current run: the results below are from an earlier run.",
+        "unknown": "> No status.json: these outputs were not written by `python -m robust_utils run`.",
+    }
+    return [notes[st["state"]], ""] if st["state"] in notes else []
+
+
+def _overview(states: Mapping[str, dict], counts: Mapping[str, dict]) -> list[str]:
+    cols = ["notebook", "state", "run started", "time", *VERDICT_COLUMNS, "claims"]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for stem, st in states.items():
+        c = counts.get(stem)
+        took = clock(st["elapsed_s"]) if isinstance(st.get("elapsed_s"), (int, float)) else "—"
+        numbers = [str(c[k]) for k in (*VERDICT_COLUMNS, "total")] if c else ["—"] * 5
+        if c and c["other"]:
+            numbers[-1] += f" ({c['other']} other)"
+        started = md_text(str(st["started"])[:16].replace("T", " ")) if st.get("started") else "—"
+        lines.append("| " + " | ".join([_code(stem), md_text(st["state"]), started, took, *numbers]) + " |")
+    return lines + [""]
+
+
+def _run_note(run: Mapping[str, Any]) -> list[str]:
+    state = run.get("state")
+    started = md_text(run.get("started") or "")
+    resume = f" Resume with {_code(run['resume'])}." if run.get("resume") else ""
+    if state == "running":
+        return [f"> **A run is in progress** (started {started}); if none is, it was killed before it finished. "
+                "Notebooks marked pending or running below do not show that run's results.", ""]
+    if state == "interrupted":
+        return [f"> **The run started {started} was interrupted.** Notebooks marked interrupted or pending "
+                f"below do not show that run's results.{resume}", ""]
+    return []
+
+
+# --------------------------------------------------------------------------- one notebook's section
+
+
+def _results_lines(data: Mapping[str, Any], folder: Path, profile_dir: Path) -> list[str]:
+    lines = []
+    if data.get("parameters") and isinstance(data["parameters"], Mapping):
+        lines += ["Parameters: " + ", ".join(_code(f"{k}={v!r}") for k, v in data["parameters"].items()), ""]
     for name, rows in (data.get("tables") or {}).items():
-        lines += [f"### {name}", "", *_table(["cell", "paper", "ours", "diff"], rows or []), ""]
+        lines += [f"### {md_text(name)}", "", *_table(["cell", "paper", "ours", "diff"], rows or []), ""]
     for name, board in (data.get("leaderboards") or {}).items():
         if isinstance(board, Mapping):
-            lines += [f"### {name}", "", *_table(list(board.get("columns") or []), board.get("rows") or []), ""]
-    if data.get("values"):
+            lines += [f"### {md_text(name)}", "", *_table(list(board.get("columns") or []), board.get("rows") or []), ""]
+    if data.get("values") and isinstance(data["values"], Mapping):
         values = [{"name": k, "value": v} for k, v in data["values"].items()]
         lines += ["### Other values", "", *_table(["name", "value"], values), ""]
     if data.get("claims"):
@@ -89,41 +186,87 @@ def _notebook_section(stem: str, path: Path, profile_dir: Path, failure: str | N
     if data.get("figures"):
         lines += ["### Figures", ""]
         for fig in data["figures"]:
-            fig_path = Path(fig) if Path(fig).is_absolute() else path.parent / fig
+            fig_path = Path(str(fig)) if Path(str(fig)).is_absolute() else folder / str(fig)
             try:
                 link = fig_path.relative_to(profile_dir).as_posix()
             except ValueError:
                 link = fig_path.as_posix()
-            lines += [f"![{Path(fig).name}]({link.replace(' ', '%20')})", ""]
+            lines += [f"![{md_text(Path(str(fig)).name)}]({quote(link, safe='/')})", ""]
     return lines
 
 
-def write_summary(profile_dir: str | os.PathLike, failures: Mapping[str, str] | None = None) -> Path:
-    """Write ``<profile_dir>/SUMMARY.md`` (atomically) from every ``<profile_dir>/*/results.json``.
+def _epoch(value: Any) -> float | None:
+    """A status.json time (ISO 8601 text, or seconds since the epoch) as seconds, or None."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    try:
+        return datetime.fromisoformat(str(value)).timestamp()
+    except ValueError:
+        return None
+
+
+def _hidden_reason(st: Mapping[str, Any], path: Path) -> str | None:
+    """Why a results.json is not shown: its run did not finish, or it is older than the last run."""
+    if st["state"] in ("failed", "interrupted", "running"):
+        return f"Results not shown: this run is {st['state']}, so they would be partial (its executed notebook shows where it stopped)."
+    started = _epoch(st.get("started")) if st["state"] == "ok" else None
+    if started is not None and path.is_file() and path.stat().st_mtime < started - 1:
+        return "Results not shown: results.json is older than the last run, which did not write it."
+    return None
+
+
+def _notebook_section(stem: str, folder: Path, profile_dir: Path, st: Mapping[str, Any]) -> tuple[list[str], dict | None]:
+    """The section of one notebook, and its claims counted by verdict (None when not shown)."""
+    path = folder / "results.json"
+    note = _state_note(stem, st, profile_dir / PREVIOUS_DIR / stem)
+    hidden = _hidden_reason(st, path)
+    if hidden or not path.is_file():
+        return [f"## {md_text(stem)}", "", *note, hidden or "No results.json.", ""], None
+    try:
+        data = read_results(path)
+    except (OSError, ValueError) as exc:
+        return [f"## {md_text(stem)}", "", *note, f"Could not read {_code(stem + '/results.json')}: "
+                f"{md_text(error_line(exc))}", ""], None
+    title = data.get("title")
+    head = f"## {md_text(stem)}: {md_text(title)}" if title else f"## {md_text(stem)}"
+    return [head, "", *note, *_results_lines(data, folder, profile_dir)], verdict_counts(data.get("claims"))
+
+
+def write_summary(profile_dir: str | os.PathLike, failures: Mapping[str, str] | None = None,
+                  run: Mapping[str, Any] | None = None) -> Path:
+    """Write ``<profile_dir>/SUMMARY.md`` (atomically) from every notebook folder of the profile.
 
     Args:
         profile_dir: figures/<profile>/; its name is taken as the profile's.
-        failures: {stem: error line} of the notebooks that failed in this run (listed first).
+        failures: {stem: error line} of notebooks that failed in this run (their state is "failed"
+            whatever their status.json says).
+        run: the current run, when one is writing: {"state": "running" | "finished" | "interrupted",
+            "started": ISO time, "pending": [stems this run has not started], "resume": command}.
     Returns:
         The path of SUMMARY.md.
     """
     profile_dir = Path(profile_dir)
     profile_dir.mkdir(parents=True, exist_ok=True)
-    failures = dict(failures or {})
-    results = sorted(profile_dir.glob("*/results.json"), key=lambda p: p.parent.name)
-    lines = [f"# Reproduction summary: profile `{profile_dir.name}`", "",
-             "Written by `python -m robust_utils run` from every `*/results.json` in this folder. "
-             "Numbers: paper = published value (— when none), ours = this run, diff = ours − paper.", ""]
-    if failures:
-        lines += ["## Failed in this run", ""]
-        lines += [f"- `{stem}`: {_cell(error)}" for stem, error in sorted(failures.items())] + [""]
-    if not results:
-        lines += ["No results.json found yet.", ""]
-    for path in results:
-        stem = path.parent.name
-        lines += _notebook_section(stem, path, profile_dir, failures.get(stem))
+    failures, run = dict(failures or {}), dict(run or {})
+    folders = sorted({p.parent for pat in ("*/results.json", "*/status.json") for p in profile_dir.glob(pat)
+                      if not p.parent.name.startswith(".")} | {profile_dir / s for s in run.get("pending") or ()},
+                     key=lambda p: p.name)
+    states = {f.name: _state(f.name, f, failures, run) for f in folders}
+    sections, counts = [], {}
+    for folder in folders:
+        lines, count = _notebook_section(folder.name, folder, profile_dir, states[folder.name])
+        sections += lines
+        if count is not None:
+            counts[folder.name] = count
+    lines = [f"# Reproduction summary: profile {_code(profile_dir.name)}", "",
+             "Written by `python -m robust_utils run` from every notebook folder here (`status.json`, "
+             "`results.json`). Numbers: paper = published value (— when none), ours = this run, "
+             "diff = ours − paper. Claims are counted by verdict.", "", *_run_note(run)]
+    lines += _overview(states, counts) if states else ["No notebook has run yet.", ""]
+    from ..core.io import atomic_write_bytes  # imports torch: only when writing, so checks stay fast
 
-    return atomic_write_bytes(profile_dir / "SUMMARY.md", ("\n".join(lines).rstrip() + "\n").encode("utf-8"))
+    return atomic_write_bytes(profile_dir / "SUMMARY.md", ("\n".join(lines + sections).rstrip() + "\n").encode("utf-8"))
 
 
-__all__ = ["error_line", "format_value", "read_results", "write_summary"]
+__all__ = ["PREVIOUS_DIR", "VERDICT_COLUMNS", "code_span", "error_line", "format_value", "md_text", "read_results",
+           "verdict_counts", "write_summary"]

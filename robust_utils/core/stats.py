@@ -247,10 +247,15 @@ def holm(p_values) -> list[float]:
 
 
 def _smallest(power_at, target: float, hi: float) -> float:
-    """The smallest difference in (0, hi] whose power reaches ``target`` (inf if none does)."""
-    if power_at(hi) < target:
+    """The smallest difference in (0, hi] whose power reaches ``target`` (inf if none does). A power
+    that is not a number (a degenerate variance at the bound) counts as 0."""
+    def power(d: float) -> float:
+        value = power_at(d)
+        return 0.0 if not np.isfinite(value) else value
+
+    if hi <= 1e-9 or power(hi) < target:
         return math.inf
-    return float(optimize.brentq(lambda d: power_at(d) - target, 1e-9, hi, xtol=1e-6))
+    return float(optimize.brentq(lambda d: power(d) - target, 1e-9, hi, xtol=1e-6))
 
 
 def _mcnemar_power(delta: float, n: int, psi: float, alpha: float) -> float:
@@ -306,7 +311,7 @@ def mde_unpaired(n_a: int, n_b: int, baseline: float, alpha: float = 0.05, power
     def power_at(delta):
         return float(power_proportions_2indep(delta, p2, n_a, n_b / n_a, alpha, alternative=alt, return_results=False))
 
-    return _smallest(power_at, power, up) if up > 0 else math.inf
+    return _smallest(power_at, power, up * (1 - 1e-6)) if up > 0 else math.inf  # at the bound p1 is 0 or 1
 
 
 def mde_one_sample(n: int, threshold: float, alpha: float = 0.05, power: float = 0.8, alternative: str = "less") -> float:

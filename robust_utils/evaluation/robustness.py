@@ -16,7 +16,7 @@ from torch import nn
 from ..attacks.protocols import FixedBudgetAttack, attack_fn
 from ..core import store
 from ..core.checks import check_eps, check_images, check_labels, check_positive_int
-from .metrics import StochasticAccuracy, accuracy, stochastic_accuracy
+from .metrics import StochasticAccuracy, accuracy, predict, stochastic_accuracy
 
 Attack = FixedBudgetAttack
 
@@ -82,9 +82,33 @@ def adversarial_examples(model: nn.Module, x: torch.Tensor, y: torch.Tensor, att
     return run_attack(model, x, y, lambda m, xb, yb: attack(m, xb, yb, eps), batch_size)
 
 
+def correct_by_eps(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: Attack, eps_grid: Sequence[float],
+                   batch_size: int = 500, norm: str = "inf", passes: int = 1) -> dict[float, torch.Tensor]:
+    """Per-example correctness under ``attack`` at every eps of the grid (eps = 0: the clean images),
+    the input of paired claims (``evaluation.claims.paired_claim``) and of ``worst_case.WorstCase``.
+
+    Args:
+        attack: ``(model, x, y, eps) -> x_adv``, e.g. ``attacks.FGSM()``.   eps_grid: budgets in pixel
+            units of [0, 1] (Linf unless norm="2").   passes: forward passes that classify each
+            adversarial image (> 1 for a random model: fresh draws, never the attack's own).
+    Returns:
+        {eps: (N,) float32 in [0, 1]}: 0/1 for one pass, else the fraction of passes correct.
+    Raises:
+        ValueError: an eps out of range (the whole grid is checked before any attack runs), passes < 1.
+    """
+    grid = [check_eps(e, norm) for e in eps_grid]
+    check_positive_int(passes, "passes")
+    out = {}
+    for e in grid:
+        x_adv = adversarial_examples(model, x, y, attack, e, batch_size)
+        out[e] = torch.stack([predict(model, x_adv) == y for _ in range(passes)]).float().mean(0)
+    return out
+
+
 def robust_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: Attack, eps_grid: Sequence[float],
                     batch_size: int = 500, norm: str = "inf") -> dict[float, float]:
-    """Accuracy under ``attack`` at every eps of the grid (eps = 0: clean accuracy).
+    """Accuracy under ``attack`` at every eps of the grid (eps = 0: clean accuracy): the mean of
+    ``correct_by_eps``.
 
     Args:
         attack: ``(model, x, y, eps) -> x_adv``, e.g. ``attack_fn("fgsm")``.
@@ -94,8 +118,7 @@ def robust_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: 
     Raises:
         ValueError: an eps out of range (checked for the whole grid before any attack runs).
     """
-    grid = [check_eps(e, norm) for e in eps_grid]
-    return {e: accuracy(model, adversarial_examples(model, x, y, attack, e, batch_size), y) for e in grid}
+    return {e: c.mean().item() for e, c in correct_by_eps(model, x, y, attack, eps_grid, batch_size, norm).items()}
 
 
 class RobustAccuracyMonitor:
@@ -146,5 +169,5 @@ def accuracy_table(models: dict[str, nn.Module], x: torch.Tensor, y: torch.Tenso
     return pd.DataFrame(rows)
 
 
-__all__ = ["run_attack", "within_budget", "attack_accuracy", "adversarial_examples", "robust_accuracy",
+__all__ = ["run_attack", "within_budget", "attack_accuracy", "adversarial_examples", "correct_by_eps", "robust_accuracy",
            "accuracy_table", "RobustAccuracyMonitor"]
