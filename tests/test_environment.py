@@ -37,3 +37,13 @@ def test_robust_utils_never_imports_torchvision():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.strip() == "False"
+
+
+def test_requires_python_is_a_tested_range_with_the_gpu_machines_3_12():
+    """The classroom machines run Python 3.11 and the GPU machine of the paper runs 3.12: both are
+    admitted, and the range is closed above (an untested 3.13 is refused)."""
+    from packaging.specifiers import SpecifierSet
+
+    spec = SpecifierSet(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["requires-python"])
+    assert {"3.11.9", "3.12.3"} <= {v for v in ("3.10.14", "3.11.9", "3.12.3", "3.13.0") if v in spec}
+    assert "3.13.0" not in spec and "3.10.14" not in spec

@@ -42,3 +42,58 @@ def test_bad_model_and_device_arguments():
     assert runtime.resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
     with pytest.raises(ValueError, match="seed must be a non-negative int"):
         runtime.seed_everything(-1)
+
+
+# ------------------------------------------------------------------ GPU speed switches (runtime)
+
+def test_speed_switches_are_off_on_the_cpu_and_on_for_cuda(monkeypatch):
+    monkeypatch.delenv(runtime.TF32_VARIABLE, raising=False)
+    monkeypatch.delenv(runtime.CUDA_GRAPHS_VARIABLE, raising=False)
+    cpu = runtime.speed_settings("cpu")
+    assert (cpu.tf32, cpu.cuda_graphs, cpu.fused_optimizers, cpu.bf16) == (False, False, False, False)
+    cuda = runtime.speed_settings(torch.device("cuda"))  # the logic only: a torch.device is not resolved
+    assert (cuda.tf32, cuda.cuda_graphs, cuda.fused_optimizers, cuda.bf16) == (True, True, True, False)
+    monkeypatch.setenv(runtime.CUDA_GRAPHS_VARIABLE, "0")
+    monkeypatch.setenv(runtime.TF32_VARIABLE, "off")
+    cuda = runtime.speed_settings(torch.device("cuda"))
+    assert (cuda.tf32, cuda.cuda_graphs) == (False, False)
+    assert runtime.speed_settings(torch.device("cuda"), cuda_graphs=True).cuda_graphs  # an argument wins
+    monkeypatch.setenv(runtime.CUDA_GRAPHS_VARIABLE, "1")
+    assert runtime.speed_settings("cpu") == cpu  # the variables are not read on the CPU
+
+
+def test_speed_switches_refuse_what_they_cannot_do(monkeypatch):
+    with pytest.raises(ValueError, match="need a CUDA device"):
+        runtime.speed_settings("cpu", cuda_graphs=True)
+    with pytest.raises(ValueError, match="must be a bool"):
+        runtime.speed_settings("cpu", tf32=1)
+    monkeypatch.setenv(runtime.CUDA_GRAPHS_VARIABLE, "maybe")
+    with pytest.raises(ValueError, match="ROBUST_UTILS_CUDA_GRAPHS='maybe' is not understood"):
+        runtime.speed_settings(torch.device("cuda"))
+
+
+def test_setup_on_the_cpu_leaves_the_tf32_flags_alone():
+    before = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    assert runtime.setup(0, "cpu", None).type == "cpu"
+    runtime.apply_speed_settings(runtime.speed_settings("cpu"))
+    assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == before
+
+
+def test_repeat_step_is_the_eager_loop_off_cuda():
+    x = torch.rand(4, 3)
+    calls = []
+
+    def step(t):
+        calls.append(1)
+        return 0.5 * t + 1
+
+    expected = x
+    for _ in range(5):
+        expected = 0.5 * expected + 1
+    assert torch.equal(runtime.repeat_step(step, x, 5), expected) and len(calls) == 5
+    assert runtime.repeat_step(step, x, 0) is x
+    assert not runtime.use_cuda_graphs(x, 100)
+    with pytest.raises(ValueError, match="CUDA graphs need x on a CUDA device"):
+        runtime.repeat_step(step, x, 5, graphs=True)
+    with pytest.raises(ValueError, match="n must be an int >= 0"):
+        runtime.repeat_step(step, x, -1)

@@ -4,7 +4,9 @@ evaluation of random models (Khan et al. 2019; robust_utils.layers, .sdr, .attac
 Each test asserts a property that a wrong implementation could fail: SDR-decay's update on a
 hand-computed step, the reparameterisation gradient reaching sigma, Algorithm 3's clamp after
 every step, the threshold schedule, sampling at inference and the mean switch, EOT with M = 1
-equal to the plain attack, and the smallest-eps search stopping at the first success.
+equal to the plain attack, EOT's vectorised M draws independent (the variance of the estimate
+falls as 1/M; the draws have the distribution of the loop's), and the smallest-eps search
+stopping at the first success.
 """
 
 from __future__ import annotations
@@ -17,7 +19,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from robust_utils.methods import sdr
+from scipy import stats
+
 from robust_utils.attacks import deepfool, eot, fgsm, fgsm_smallest_eps, foolbox_eps_grid, pgd
+from robust_utils.attacks.eot import vectorizable
 from robust_utils.evaluation import stochastic_accuracy
 from robust_utils.nn.layers import DropConnectLinear, SDRLinear, make_linear, mean_network, mean_sigma
 from robust_utils.nn.models import build_model
@@ -235,6 +240,82 @@ def test_eot_gradient_concentrates_with_more_samples(sdr_mlp, mnist_test):
                             for _ in range(3)]).mean()
 
     assert agreement(30) > agreement(1) + 0.02
+
+
+def _tiny_sdr(sigma=1.0):
+    """x (N, 2) -> SDRLinear(2, 2) logits with mu = 0 and sigma everywhere: each draw's logits are
+    x w^T + b with w, b ~ N(0, sigma^2), so a draw of x = (1, 0) has logit difference ~ N(0, 4 sigma^2)."""
+    layer = SDRLinear(2, 2, sigma_init=sigma)
+    with torch.no_grad():
+        layer.weight_mu.zero_()
+        layer.bias_mu.zero_()
+    return nn.Sequential(nn.Flatten(), layer).eval()
+
+
+def test_vectorised_eot_averages_m_independent_draws():
+    """One vectorised call makes M draws that are pairwise different, have the distribution of M
+    separate calls (two-sample KS test), and average out: the variance of the EOT estimate over
+    repeated calls falls as 1 / M, which M copies of one draw would not do."""
+    model = _tiny_sdr()
+    x = torch.tensor([[[[1.0, 0.0]]]])
+    wrapped = eot(model, samples=16)
+    assert wrapped.vectorized
+    torch.manual_seed(0)
+    with torch.no_grad():
+        draws = wrapped.log_probs(x)[:, 0, 0]  # (16,) log p_0 of each draw
+        assert draws.unique().numel() == 16
+        vec = eot(model, samples=2000).log_probs(x)[:, 0, 0]
+        loop = eot(model, samples=2000, vectorize=False).log_probs(x)[:, 0, 0]
+        single = torch.stack([eot(model, samples=1)(x)[0, 0] for _ in range(400)]).exp()
+        mean16 = torch.stack([wrapped(x)[0, 0] for _ in range(400)]).exp()
+    assert stats.ks_2samp(vec.numpy(), loop.numpy()).pvalue > 1e-3
+    assert abs(float(torch.corrcoef(torch.stack([vec[:-1], vec[1:]]))[0, 1])) < 0.1  # successive draws uncorrelated
+    ratio = single.var() / mean16.var()
+    assert 8 < ratio < 32, ratio  # 16 for independent draws, 1 for copies of one draw
+
+
+def test_vectorised_eot_keeps_draws_apart_in_chunks_and_for_every_random_layer():
+    x = torch.rand(3, 1, 28, 28)
+    for kw in (dict(layer="sdr-learnable"), dict(layer="dropconnect"), dict(layer="pni"),
+               dict(activation="stochastic_lwta")):
+        model = build_model("mlp", seed=0, device="cpu", widths=(32, 32), **kw).eval()
+        for chunk in (None, 2):
+            draws = eot(model, samples=5, chunk_size=chunk).log_probs(x)
+            assert draws.shape == (5, 3, 10)
+            assert all((draws[i] - draws[j]).abs().max() > 1e-6 for i in range(5) for j in range(i)), kw
+
+
+def test_eot_vectorises_only_known_modules_and_never_batch_norm_in_training():
+    mlp = build_model("mlp", seed=0, device="cpu", widths=(8,), layer="sdr-learnable")
+    assert vectorizable(mlp) and eot(mlp, 4).vectorized
+    assert not eot(mlp, 1).vectorized  # M = 1: one ordinary call
+    assert not vectorizable(_Alternating())  # Python-level randomness: vmap would share it
+    bn = nn.Sequential(nn.Flatten(), nn.Linear(4, 4), nn.Dropout(0.5), nn.BatchNorm1d(4), nn.Linear(4, 2))
+    assert not vectorizable(bn.train()) and vectorizable(bn.eval())
+    with pytest.raises(RuntimeError, match="vectorize=False"):
+        eot(bn.train(), 3, vectorize=True)(torch.rand(5, 1, 2, 2))
+    for bad in dict(vectorize="yes"), dict(chunk_size=0):
+        with pytest.raises(ValueError):
+            eot(mlp, 4, **bad)
+
+
+def test_vectorised_eot_leaves_a_usable_kl():
+    from robust_utils.nn.lwta import kl_divergence
+
+    model = build_model("mlp", seed=0, device="cpu", widths=(8, 8), activation="stochastic_lwta").eval()
+    eot(model, 4)(torch.rand(2, 1, 28, 28))
+    kl = kl_divergence(model)
+    assert kl.dim() == 0 and torch.isfinite(kl) and kl > 0
+
+
+def test_dropconnect_draws_the_numbers_of_the_in_place_mask():
+    """The out-of-place mask (vmap-friendly) draws exactly the numbers of empty_like(W).bernoulli_(1 - p)."""
+    layer = DropConnectLinear(30, 20, p=0.3)
+    torch.manual_seed(4)
+    w, _ = layer.sample_weight()
+    torch.manual_seed(4)
+    keep = torch.empty_like(layer.weight).bernoulli_(0.7)
+    assert torch.equal(w, layer.weight * keep / 0.7)
 
 
 # ---------------------------------------------------------------- Foolbox 1.x's FGSM search

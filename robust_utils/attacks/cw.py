@@ -7,8 +7,8 @@ import math
 import torch
 from torch import nn
 
-from ..core.checks import check_images, check_labels, check_number, check_positive_int
-from .grad import require_grad_mode
+from ..core.checks import check_number, check_positive_int
+from .grad import check_batch, require_grad_mode
 
 # atanh(+-1) is infinite: the original is shrunk by this factor first (as in Carlini's code)
 _TANH_SHRINK = 1.0 - 1e-6
@@ -25,7 +25,8 @@ def _margin(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 def cw_l2(model: nn.Module, x: torch.Tensor, y: torch.Tensor, c: float = 1.0, kappa: float = 0.0, steps: int = 100,
-          lr: float = 0.05, binary_search_steps: int = 5, abort_early: bool = True) -> torch.Tensor:
+          lr: float = 0.05, binary_search_steps: int = 5, abort_early: bool = True, *,
+          validate: bool = True) -> torch.Tensor:
     """Carlini & Wagner L2 attack (Carlini & Wagner 2017, section V.A), untargeted.
 
     Change of variables x' = (tanh(w) + 1) / 2 (always in the box [0, 1]); for each value of the
@@ -41,7 +42,9 @@ def cw_l2(model: nn.Module, x: torch.Tensor, y: torch.Tensor, c: float = 1.0, ka
     it has. Across all rounds and iterations the successful x' with the smallest L2 distance is
     kept; samples never fooled get back their original x. With ``abort_early`` a round stops
     when the total (batch-summed) objective has not decreased by 0.01% over the last steps/10
-    iterations, as in Carlini's reference code, so the batch is the unit of that test.
+    iterations, as in Carlini's reference code, so the batch is the unit of that test. That test
+    reads the objective on the host (``.item()``, one synchronisation every steps/10 iterations,
+    unavoidable for the early stop); nothing else in the loop synchronises.
 
     The whole batch is optimised at once (Adam acts coordinate-wise and the objective is a sum
     over samples, so each sample follows its own path). Samples already misclassified succeed
@@ -62,6 +65,8 @@ def cw_l2(model: nn.Module, x: torch.Tensor, y: torch.Tensor, c: float = 1.0, ka
         c: initial trade-off constant, > 0.   kappa: confidence margin in logit units, >= 0.
         steps: Adam iterations per binary-search round.   lr: Adam learning rate (in tanh space).
         binary_search_steps: rounds of the search over c.   abort_early: see above.
+        validate: check that x lies in [0, 1] (reads x: a host synchronisation on CUDA); False for
+            callers that checked their data once (``grad.check_batch``).
     Returns:
         (N, C, H, W) adversarial images in [0, 1] (no budget: a minimal-distance attack; each
         sample is either misclassified with margin > kappa or equal to x); a new, detached
@@ -71,8 +76,7 @@ def cw_l2(model: nn.Module, x: torch.Tensor, y: torch.Tensor, c: float = 1.0, ka
             x not a float tensor in [0, 1], y not int64 (N,).
         RuntimeError: called inside ``torch.inference_mode``.
     """
-    check_images(x)
-    check_labels(y, x.shape[0])
+    check_batch(x, y, validate)
     c = check_number(c, "c", 0.0, strict=True)
     kappa = check_number(kappa, "kappa", 0.0)
     lr = check_number(lr, "lr", 0.0, strict=True)
@@ -111,7 +115,7 @@ def cw_l2(model: nn.Module, x: torch.Tensor, y: torch.Tensor, c: float = 1.0, ka
                 round_success |= success
                 improved = success & (l2 < best_l2)
                 best_l2 = torch.where(improved, l2, best_l2)
-                best_adv[improved] = x_new[improved]
+                best_adv = torch.where(improved.view(-1, *([1] * (x.dim() - 1))), x_new, best_adv)
             if abort_early and it % check_every == 0:
                 value = loss.item()
                 if value > prev * 0.9999:

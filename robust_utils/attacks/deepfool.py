@@ -7,8 +7,8 @@ import math
 import torch
 from torch import nn
 
-from ..core.checks import check_images, check_labels, check_number, check_positive_int
-from .grad import require_grad_mode
+from ..core.checks import check_number, check_positive_int
+from .grad import check_batch, require_grad_mode
 
 _TINY = 1e-12
 
@@ -23,9 +23,11 @@ def deepfool(model: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int = 50
     r_i = (|f_l| / ||w_l||_2 + 1e-4 / ||w_l||_2) * w_l / ||w_l||_2, accumulated into r_total; the next iterate is
     x_adv = clip_[0,1](x + (1 + overshoot) * r_total). A sample stops as soon as its prediction
     differs from y (the reference label is the true y, so samples misclassified at the start are
-    returned unchanged). Only the still-active samples are forwarded and updated; the gradients
-    come from one backward pass per candidate class (batched over the active samples, so a model
-    whose samples interact, e.g. batch norm in train mode, gets the batch-coupled linearisation).
+    returned unchanged). Only the still-active samples are forwarded and updated (the host learns
+    their number once per step: one synchronisation, which sizes the next batch); the gradients of
+    all candidate classes come from one batched backward pass (``is_grads_batched``; batched over
+    the active samples too, so a model whose samples interact, e.g. batch norm in train mode, gets
+    the batch-coupled linearisation). Of equally close boundaries the first candidate is taken.
 
     ``max_step`` clips the linearised distance |f_l| / ||w_l||_2 of each step (L2, pixel scale),
     as Matyasko & Chau (2018, section 5) do "to improve the accuracy of DeepFool" (0.1 with up
@@ -48,8 +50,7 @@ def deepfool(model: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int = 50
             y not int64 (N,).
         RuntimeError: called inside ``torch.inference_mode``.
     """
-    check_images(x)
-    check_labels(y, x.shape[0])
+    check_batch(x, y)
     check_positive_int(steps, "steps")
     overshoot = check_number(overshoot, "overshoot", 0.0)
     if num_classes is not None:
@@ -75,27 +76,11 @@ def deepfool(model: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int = 50
             m = k - 1 if num_classes is None else min(num_classes, k - 1)
             is_y = torch.zeros_like(logits, dtype=torch.bool).scatter_(1, ya[:, None], True)
             candidates = logits.detach().masked_fill(is_y, -math.inf).topk(m, dim=1).indices
-        still = logits.detach().argmax(dim=1) == ya
-        if it == steps or not bool(still.any()):
+        keep = (logits.detach().argmax(dim=1) == ya).nonzero().squeeze(1)
+        if it == steps or keep.numel() == 0:
             break
-        keep = still.nonzero().squeeze(1)
         cand = candidates[active[keep]]  # (n, m)
-        z_y = logits[keep].gather(1, ya[keep, None])  # (n, 1)
-        f_all = logits[keep].gather(1, cand) - z_y  # (n, m): f_k = Z_k - Z_y < 0 while correct
-        # the closest linearised boundary, found one candidate rank at a time (one backward each)
-        best_ratio = torch.full((keep.numel(),), math.inf, dtype=x.dtype, device=x.device)
-        best_f = torch.zeros_like(best_ratio)
-        best_w = torch.zeros_like(xa[keep])
-        for r in range(cand.shape[1]):
-            (g,) = torch.autograd.grad(f_all[:, r].sum(), xa, retain_graph=r < cand.shape[1] - 1)
-            w_r = g[keep]
-            w_norm = w_r.flatten(1).norm(dim=1)
-            f_r = f_all[:, r].detach().abs()
-            ratio = f_r / w_norm.clamp_min(_TINY)
-            closer = ratio < best_ratio
-            best_ratio = torch.where(closer, ratio, best_ratio)
-            best_f = torch.where(closer, f_r, best_f)
-            best_w[closer] = w_r[closer]
+        best_f, best_w = _closest_boundary(logits, xa, ya, keep, cand)
         w_norm = best_w.flatten(1).norm(dim=1).clamp_min(_TINY)
         dist = best_f / w_norm
         if max_step is not None:
@@ -105,3 +90,25 @@ def deepfool(model: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int = 50
         r_total[active] += step
         x_adv[active] = (x[active] + (1.0 + overshoot) * r_total[active]).clamp(0.0, 1.0)
     return x_adv
+
+
+def _closest_boundary(logits: torch.Tensor, xa: torch.Tensor, ya: torch.Tensor, keep: torch.Tensor,
+                      cand: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """|f_l| and w_l of the closest linearised boundary l = argmin_k |f_k| / ||w_k||_2 (Algorithm 2,
+    line 6) for the samples ``keep`` of the forwarded batch, with f_k = Z_k - Z_y and w_k = grad_x f_k
+    for the candidate classes ``cand`` (n, m). The m gradients come from one batched backward pass.
+
+    Returns:
+        (best_f (n,), best_w (n, C, H, W)).
+    """
+    z_y = logits[keep].gather(1, ya[keep, None])  # (n, 1)
+    f_all = logits[keep].gather(1, cand) - z_y  # (n, m): f_k = Z_k - Z_y < 0 while correct
+    n, m = f_all.shape
+    basis = torch.eye(m, dtype=f_all.dtype, device=f_all.device)[:, None, :].expand(m, n, m)
+    (g,) = torch.autograd.grad(f_all, xa, grad_outputs=basis, is_grads_batched=True)  # (m, N_active, ...)
+    w = g[:, keep]  # (m, n, C, H, W)
+    f = f_all.detach().abs().T  # (m, n)
+    ratio = f / w.flatten(2).norm(dim=2).clamp_min(_TINY)
+    closest = ratio.argmin(dim=0)  # the first of equally close candidates, as a strict '<' scan
+    rows = torch.arange(n, device=f.device)
+    return f[closest, rows], w[closest, rows]

@@ -10,10 +10,12 @@ from torch import nn
 
 from ..core.checks import check_eps, check_images, check_labels, check_positive_int
 from ..core.losses import cross_entropy
-from .grad import LossFn, input_gradient, require_grad_mode
+from .grad import LossFn, check_batch, input_gradient, require_grad_mode
 
 
-def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, loss_fn: LossFn | None = None) -> torch.Tensor:
+
+def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, loss_fn: LossFn | None = None, *,
+         validate: bool = True) -> torch.Tensor:
     """Fast gradient sign method (Goodfellow et al. 2015, eq. 3): one Linf step of size eps.
 
     x_adv = clip_[0,1](x + eps * sign(grad_x L(model(x), y))).
@@ -26,6 +28,8 @@ def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, loss_fn
             such as ``losses.hr_loss`` (its Renyi term is a log-mean-exp over the batch) the
             gradient of one sample depends on the rest of the batch, so results depend on the
             batch size and composition.
+        validate: check that x lies in [0, 1] (reads x: a host synchronisation on CUDA); False for
+            callers that checked their data once (``grad.check_batch``).
     Returns:
         (N, C, H, W) adversarial images in [0, 1] with ||x_adv - x||_inf <= eps; every pixel
         with a non-zero gradient moves by exactly eps unless the box [0, 1] clips it. A new,
@@ -34,8 +38,7 @@ def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, loss_fn
         ValueError: eps < 0 or eps > 1, x not a float tensor in [0, 1], y not int64 (N,).
         RuntimeError: called inside ``torch.inference_mode``.
     """
-    check_images(x)
-    check_labels(y, x.shape[0])
+    check_batch(x, y, validate)
     eps = check_eps(eps, "inf")
     require_grad_mode()
     if eps == 0 or x.shape[0] == 0:
@@ -91,33 +94,59 @@ def fgsm_smallest_eps(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps_gr
         raise ValueError("eps_grid must be a non-empty, strictly increasing sequence in (0, 1]")
     require_grad_mode()
     x = x.detach()
-    n = x.shape[0]
     _, grad = input_gradient(model, x, y, loss_fn or cross_entropy)
     direction = grad.sign()
-    eps = torch.full((n,), math.inf, device=x.device)
-    first = torch.full((n,), -1, dtype=torch.long, device=x.device)
     with torch.no_grad():
-        active = model(x).argmax(1) == y
-        eps[~active] = 0.0
-
-        def fooled_at(idx: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
-            xa = (x[idx] + e.view(-1, *([1] * (x.dim() - 1))) * direction[idx]).clamp(0.0, 1.0)
-            return model(xa).argmax(1) != y[idx]
-
-        for i, e in enumerate(grid.tolist()):
-            idx = active.nonzero().squeeze(1)
-            if idx.numel() == 0:
-                break
-            hit = idx[fooled_at(idx, torch.full((idx.numel(),), e, device=x.device))]
-            eps[hit], first[hit], active[hit] = e, i, False
+        eps, first = _first_success(model, x, y, direction, grid.to(x.device))
         if refine:
-            idx = ((first >= 0) & (first < 20)).nonzero().squeeze(1)
-            top, open_ = eps[idx].clone(), torch.ones(idx.numel(), dtype=torch.bool, device=x.device)
-            for j in range(1, 21):
-                e = top * (j / 20)
-                hit = open_ & fooled_at(idx, e) if idx.numel() else open_
-                eps[idx[hit]] = e[hit]
-                open_ &= ~hit
+            _refine(model, x, y, direction, eps, first)
         scale = torch.where(torch.isfinite(eps), eps, grid[-1].to(x.device))
-        x_adv = (x + scale.view(-1, *([1] * (x.dim() - 1))) * direction).clamp(0.0, 1.0)
+        x_adv = (x + _per_sample(scale, x) * direction).clamp(0.0, 1.0)
     return SmallestEps(x_adv, eps)
+
+
+def _per_sample(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """(n,) -> (n, 1, ..., 1), to broadcast against like (n, C, H, W)."""
+    return v.view(-1, *([1] * (like.dim() - 1)))
+
+
+def _fooled(model: nn.Module, x: torch.Tensor, y: torch.Tensor, direction: torch.Tensor, idx: torch.Tensor,
+            e: torch.Tensor) -> torch.Tensor:
+    """One forward pass (for a random model, one draw): is x[idx] + e * direction[idx] misclassified? (n,) bool."""
+    xa = (x[idx] + _per_sample(e, x[idx]) * direction[idx]).clamp(0.0, 1.0)
+    return model(xa).argmax(1) != y[idx]
+
+
+def _first_success(model, x, y, direction, grid) -> tuple[torch.Tensor, torch.Tensor]:
+    """The smallest eps of the grid that fools each sample (0 if misclassified at x, inf if none)
+    and its grid index (-1 if none). One forward pass per grid point on the samples still
+    classified correctly, whose number the host reads once per point (one synchronisation: it sizes
+    the next batch and stops the search when none is left, so a random model makes exactly the
+    draws of Foolbox's loop)."""
+    n = x.shape[0]
+    first = torch.full((n,), -1, dtype=torch.long, device=x.device)
+    active = model(x).argmax(1) == y
+    eps = torch.where(active, math.inf, 0.0)
+    for i in range(grid.numel()):
+        idx = active.nonzero().squeeze(1)
+        if idx.numel() == 0:
+            break
+        hit = _fooled(model, x, y, direction, idx, grid[i].expand(idx.numel()))
+        eps[idx] = torch.where(hit, grid[i], eps[idx])
+        first[idx] = torch.where(hit, i, first[idx])
+        active[idx] = ~hit
+    return eps, first
+
+
+def _refine(model, x, y, direction, eps, first) -> None:
+    """Foolbox's refinement, in place on eps: where the first success is among the first 20 grid
+    points, the smallest success on ``linspace(0, eps_found, 21)[1:]`` (20 forward passes)."""
+    idx = ((first >= 0) & (first < 20)).nonzero().squeeze(1)
+    if idx.numel() == 0:
+        return
+    top, open_ = eps[idx].clone(), torch.ones(idx.numel(), dtype=torch.bool, device=x.device)
+    for j in range(1, 21):
+        e = top * (j / 20)
+        hit = open_ & _fooled(model, x, y, direction, idx, e)
+        eps[idx] = torch.where(hit, e, eps[idx])
+        open_ &= ~hit

@@ -1,4 +1,4 @@
-"""The gradient of a loss with respect to the input only (shared by the gradient attacks)."""
+"""The gradient of a loss with respect to the input only, and the input check (shared by the gradient attacks)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ from typing import Callable
 
 import torch
 from torch import nn
+
+from ..core.checks import check_images, check_labels
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -41,3 +43,25 @@ def input_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
             raise ValueError(f"loss_fn must return a scalar, got shape {tuple(loss.shape)}")
         (grad,) = torch.autograd.grad(loss, x_adv)
     return loss.detach(), grad.detach()
+
+
+def check_batch(x: torch.Tensor, y: torch.Tensor | None, validate: bool = True, name: str = "y") -> None:
+    """An attack's input check, once per call (infrastructure).
+
+    Always: x a floating (N, ...) tensor and, unless y is None, y an int64 (N,) tensor (no data is
+    read). With ``validate`` also that x lies in [0, 1], which reads x's values: on CUDA a host
+    synchronisation, so a caller that checked its data once (an objective inside ``fit``) may
+    pass ``validate=False``.
+
+    Raises:
+        TypeError: x not a tensor.   ValueError: x not floating, without a batch dimension or
+            (``validate``) outside [0, 1]; y not int64 (N,).
+    """
+    if validate:
+        check_images(x)
+    elif not isinstance(x, torch.Tensor):
+        raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+    elif not x.is_floating_point() or x.dim() < 2:
+        raise ValueError(f"x must be a floating (N, ...) tensor, got {x.dtype} of shape {tuple(x.shape)}")
+    if y is not None:
+        check_labels(y, x.shape[0], name)

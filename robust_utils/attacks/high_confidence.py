@@ -17,7 +17,7 @@ the first-order (Lagrange) solution of min ||r|| s.t. log p_t(x + r) >= log C (e
                               decision boundary (DeepFool's rule, Moosavi-Dezfooli et al. 2016).
 
 Details (overshoot, the sigmoid-adjusted straight-through indicator, the stop-gradient on the
-iterate) follow the authors' public code (../shared/papers/NOTES.md, section D).
+iterate) follow the authors' public code, github.com/aam-at/adversary_critic (attack.py).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..core.checks import check_images, check_labels, check_number, check_positive_int
-from .grad import require_grad_mode
+from .grad import check_batch, require_grad_mode
 
 _EPS = 1e-8
 
@@ -39,14 +39,14 @@ def _view(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return v.view(-1, *([1] * (like.dim() - 1)))
 
 
-def _confidence(confidence, n: int, like: torch.Tensor) -> torch.Tensor:
-    """A target confidence C per sample, (N,), checked to lie in (0, 1)."""
+def _confidence(confidence, n: int, like: torch.Tensor, validate: bool = True) -> torch.Tensor:
+    """A target confidence C per sample, (N,), checked to lie in (0, 1) (with ``validate``: reads C)."""
     c = torch.as_tensor(confidence, dtype=like.dtype, device=like.device).detach()
     if c.dim() == 0:
         c = c.expand(n)
     if c.shape != (n,):
         raise ValueError(f"confidence must be a number or a ({n},) tensor, got shape {tuple(c.shape)}")
-    if n and not bool(((c > 0) & (c < 1)).all()):
+    if validate and n and not bool(((c > 0) & (c < 1)).all()):
         raise ValueError(f"confidence must lie in (0, 1); got range [{c.min():.4g}, {c.max():.4g}]")
     return c
 
@@ -57,35 +57,37 @@ def _check_targets(targets: torch.Tensor, n: int, num_classes: int | None = None
         raise ValueError(f"targets must lie in [0, {num_classes}), got range [{targets.min()}, {targets.max()}]")
 
 
-def closest_target(model: nn.Module, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+def closest_target(model: nn.Module, x: torch.Tensor, labels: torch.Tensor, *, validate: bool = True) -> torch.Tensor:
     """The class with the closest linearised decision boundary (DeepFool's rule).
 
     t = argmin_{k != labels} |z_k(x) - z_l(x)| / ||grad_x z_k(x) - grad_x z_l(x)||_2 on the logits z
     at x, l = labels (Moosavi-Dezfooli et al. 2016, eq. 8; the target rule of Matyasko & Chau
-    2018, section 4). One backward pass per class, batched over the samples.
+    2018, section 4). The K gradients come from one batched backward pass (``is_grads_batched``),
+    batched over the samples too.
 
     Args:
         model: maps x -> logits (N, K).   x: (N, C, H, W) float in [0, 1].
         labels: (N,) int64, the class each sample starts from (its label or its prediction).
+        validate: check that x lies in [0, 1] (a host synchronisation on CUDA); False for callers
+            that checked their data once (an objective inside ``fit``).
     Returns:
         (N,) int64 target classes, never equal to ``labels``.
     Raises:
         ValueError: bad x or labels.   RuntimeError: inside ``torch.inference_mode``.
     """
-    check_images(x)
-    check_labels(labels, x.shape[0], "labels")
+    check_batch(x, labels, validate, "labels")
     require_grad_mode()
     xg = x.detach().clone().requires_grad_(True)
     with torch.enable_grad():
         logits = model(xg)
-        k = logits.shape[1]
-        z_l = logits.gather(1, labels[:, None]).squeeze(1)
-        (g_l,) = torch.autograd.grad(z_l.sum(), xg, retain_graph=True)
-        dist = torch.empty(x.shape[0], k, dtype=x.dtype, device=x.device)
-        for j in range(k):
-            (g_j,) = torch.autograd.grad(logits[:, j].sum(), xg, retain_graph=j < k - 1)
-            w_norm = (g_j - g_l).flatten(1).norm(dim=1)
-            dist[:, j] = (logits[:, j] - z_l).detach().abs() / w_norm.clamp_min(1e-12)
+        n, k = logits.shape
+        basis = torch.eye(k, dtype=logits.dtype, device=logits.device)[:, None, :].expand(k, n, k)
+        (g,) = torch.autograd.grad(logits, xg, grad_outputs=basis, is_grads_batched=True)  # (K, N, ...)
+    rows = torch.arange(n, device=x.device)
+    g_l = g[labels, rows]  # (N, ...): the gradient of z_l
+    w_norm = (g - g_l).flatten(2).norm(dim=2)  # (K, N)
+    z = logits.detach()
+    dist = (z - z.gather(1, labels[:, None])).abs() / w_norm.T.clamp_min(1e-12)
     dist.scatter_(1, labels[:, None], math.inf)
     return dist.argmin(dim=1)
 
@@ -107,7 +109,7 @@ def straight_through_indicator(z: torch.Tensor) -> torch.Tensor:
 
 
 def high_confidence_unrolled(model: nn.Module, x: torch.Tensor, targets: torch.Tensor, confidence,
-                             steps: int = 5, overshoot: float = 0.05) -> torch.Tensor:
+                             steps: int = 5, overshoot: float = 0.05, *, validate: bool = True) -> torch.Tensor:
     """Eq. 7's attack unrolled for ``steps`` iterations, differentiable w.r.t. the model's parameters.
 
     x_adv = x + (1 + overshoot) * sum_i s_i * r_i, where r_i is eq. 7's step computed at the
@@ -126,6 +128,8 @@ def high_confidence_unrolled(model: nn.Module, x: torch.Tensor, targets: torch.T
         targets: (N,) int64 target classes (e.g. ``closest_target``).
         confidence: C in (0, 1), a number or a (N,) tensor (treated as a constant).
         steps: number of unrolled iterations (the paper: 5).   overshoot: >= 0 (the code: 0.05).
+        validate: check that the confidence lies in (0, 1) (reads it: a host synchronisation on
+            CUDA); False for callers that built it in (0, 1) (an objective inside ``fit``).
     Returns:
         (N, C, H, W) adversarial images (not detached: a function of the model's parameters).
     Raises:
@@ -136,7 +140,7 @@ def high_confidence_unrolled(model: nn.Module, x: torch.Tensor, targets: torch.T
         raise ValueError(f"x must be a floating (N, ...) tensor, got {getattr(x, 'dtype', type(x).__name__)}")
     n = x.shape[0]
     _check_targets(targets, n)
-    c = _confidence(confidence, n, x)
+    c = _confidence(confidence, n, x, validate)
     check_positive_int(steps, "steps")
     scale = 1.0 + check_number(overshoot, "overshoot", 0.0)
     require_grad_mode()
@@ -166,7 +170,7 @@ def high_confidence(model: nn.Module, x: torch.Tensor, targets: torch.Tensor | N
     at x_adv = x + (1 + overshoot) * r, its L2 norm clipped to ``max_step``; with ``box`` the
     perturbation is then projected so that x_adv stays in [0, 1]. Samples whose ``labels``
     already equal their target are returned unchanged. Only the still-active samples are
-    forwarded.
+    forwarded (their number is read on the host once per step, to size the next batch).
 
     Defaults are the paper's evaluation settings: 500 iterations, step norm clipped to 0.1,
     overshoot 0.02, labels = the model's prediction on x, t = ``closest_target``, C = the model's
@@ -220,8 +224,8 @@ def high_confidence(model: nn.Module, x: torch.Tensor, targets: torch.Tensor | N
             (w,) = torch.autograd.grad(log_pt.sum(), xa)
         log_pt = log_pt.detach()
         done = (log_p.detach().argmax(dim=1) == ta) & (log_pt.exp() >= ca)
-        keep = ~done
-        if it == steps or not bool(keep.any()):
+        keep = (~done).nonzero().squeeze(1)  # the host learns the active count: one synchronisation per step
+        if it == steps or keep.numel() == 0:
             break
         active, w, log_pt, ca = active[keep], w[keep], log_pt[keep], ca[keep]
         w_norm = _view(torch.sqrt(_EPS + w.flatten(1).pow(2).sum(dim=1)), w)

@@ -8,9 +8,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..core.checks import check_eps, check_images, check_labels, check_positive_int
+from ..core.checks import check_eps, check_positive_int
 from ..core.losses import cross_entropy
-from .grad import LossFn, input_gradient, require_grad_mode
+from ..core.runtime import repeat_step, use_cuda_graphs
+from .grad import LossFn, check_batch, input_gradient, require_grad_mode
 
 _TINY = 1e-12
 
@@ -61,7 +62,7 @@ def _project(x_adv: torch.Tensor, x: torch.Tensor, eps: float, norm: str) -> tor
 
 def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, alpha: float, steps: int,
         norm: str = "inf", random_start: bool = True, restarts: int = 1, loss_fn: LossFn | None = None,
-        generator: torch.Generator | None = None) -> torch.Tensor:
+        generator: torch.Generator | None = None, *, validate: bool = True) -> torch.Tensor:
     """Projected gradient descent attack (Madry et al. 2018, eq. 2.1; Kurakin et al. 2016 for BIM).
 
     Each step ascends the loss and projects back onto the eps-ball around x and the box [0, 1]:
@@ -75,7 +76,13 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, alpha: f
     per-sample cross-entropy is kept (whatever ``loss_fn`` the steps ascend). The check uses one
     forward pass in the model's current mode (a stochastic model draws its noise for it). With the
     same seeded ``generator``, restart 1 equals the ``restarts=1`` result, so more restarts are
-    never weaker on a deterministic model. Restarts stop early once every sample is fooled.
+    never weaker on a deterministic model. Restarts stop early once every sample is fooled (one
+    host synchronisation per restart; none inside the steps).
+
+    Speed (infrastructure): on CUDA with ``runtime.speed_settings(...).cuda_graphs`` on (the
+    default there) and at least ``runtime.MIN_GRAPH_STEPS`` steps, the steps of a restart replay
+    one captured CUDA graph (``runtime.repeat_step``); the model must then be free of host
+    synchronisation in its forward pass. On the CPU the steps run eagerly.
 
     Args:
         model: maps x -> logits (N, K); its train/eval mode is left as the caller set it.
@@ -88,6 +95,8 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, alpha: f
             gradient of one sample depends on the rest of the batch, so results depend on the
             batch size and composition.
         generator: torch.Generator for the random starts (reproducible runs); None: global RNG.
+        validate: check that x lies in [0, 1] (reads x: a host synchronisation on CUDA); False for
+            callers that checked their data once (``grad.check_batch``).
     Returns:
         (N, C, H, W) adversarial images in [0, 1] with ||x_adv - x||_norm <= eps (up to float
         rounding, ~1e-7); a new, detached tensor of x's dtype and device.
@@ -96,8 +105,7 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, alpha: f
             x not a float tensor in [0, 1], y not int64 (N,).
         RuntimeError: called inside ``torch.inference_mode``.
     """
-    check_images(x)
-    check_labels(y, x.shape[0])
+    check_batch(x, y, validate)
     eps = check_eps(eps, norm)
     try:
         alpha = float(alpha)
@@ -113,26 +121,26 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, alpha: f
         return x.clone()
     loss_fn = loss_fn or cross_entropy
 
+    def step(x_adv: torch.Tensor) -> torch.Tensor:
+        _, grad = input_gradient(model, x_adv, y, loss_fn)
+        direction = grad.sign() if norm == "inf" else grad / _per_sample_norm(grad).clamp_min(_TINY)
+        return _project(x_adv + alpha * direction, x, eps, norm)
+
+    graphs = use_cuda_graphs(x, steps)
     best = x.clone()
     best_success = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
     best_ce = torch.full((x.shape[0],), -math.inf, dtype=x.dtype, device=x.device)
     for restart in range(restarts):
         x_adv = _random_start(x, eps, norm, generator) if random_start else x.clone()
-        for _ in range(steps):
-            _, grad = input_gradient(model, x_adv, y, loss_fn)
-            if norm == "inf":
-                step = grad.sign()
-            else:
-                step = grad / _per_sample_norm(grad).clamp_min(_TINY)
-            x_adv = _project(x_adv + alpha * step, x, eps, norm)
+        x_adv = repeat_step(step, x_adv, steps, graphs=graphs)
         with torch.no_grad():
             logits = model(x_adv)
             success = logits.argmax(dim=1) != y
             ce = F.cross_entropy(logits, y, reduction="none").to(x.dtype)
         take = ~best_success & (success | (ce > best_ce)) if restart else torch.ones_like(success)
-        best[take] = x_adv[take]
+        best = torch.where(take.view(-1, *([1] * (x.dim() - 1))), x_adv, best)
         best_ce = torch.where(take, ce, best_ce)
         best_success |= success
-        if bool(best_success.all()):
+        if restart < restarts - 1 and bool(best_success.all()):
             break
     return best

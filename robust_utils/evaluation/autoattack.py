@@ -33,8 +33,10 @@ Per-example accounting (``AutoAttackResult.correct``):
         of highest loss (APGD's x_max, Croce & Hein 2020, Algorithm 1). The choice uses the
         attack's own information only, never the measuring passes (a minimum over candidates
         measured on the same passes would bias the number down). A point's correctness is the
-        minimum over the members of its probability of being correct; AutoAttack's own count (its
-        draws, its rule) is kept beside it (``own_accuracy``, ``by_attack``).
+        minimum over the members of its probability of being correct. AutoAttack's own count is
+        kept beside it (``own_accuracy``, ``by_attack``): its rule (one initial draw, then a point
+        falls as soon as one member fools it on the member's own draw) applied to the same runs,
+        so the members run once (``own_count_from_runs``).
 """
 
 from __future__ import annotations
@@ -68,14 +70,16 @@ class AutoAttackResult:
     """What ``autoattack`` returns.
 
     Attributes:
-        x_adv: (N, C, H, W) float32 in [0, 1]; AutoAttack's output: the adversarial image where an
-            attack succeeded (on its draw, for a random model), x elsewhere; ||x_adv - x||_norm <= eps.
+        x_adv: (N, C, H, W) float32 in [0, 1], ||x_adv - x||_norm <= eps. Standard: AutoAttack's output,
+            the adversarial image where an attack succeeded, x elsewhere. Rand: per point, the final
+            iterate of the member that left it least likely to be classified correctly.
         clean_accuracy: accuracy on x, in [0, 1] (random model: mean over ``passes`` fresh passes).
         robust_accuracy: mean of ``correct``: the per-example worst case (module docstring).
         by_attack: {attack name: robust accuracy after it}, cumulative, in the order run, as
             AutoAttack counts it (for a random model, on its own draws; empty without ``own_count``).
         warnings: AutoAttack's own checks that fired (a random forward pass, outputs that look
-            like probabilities, zero gradients, Square stronger than the white-box attacks).
+            like probabilities, zero gradients, Square stronger than the white-box attacks; the
+            standard version only: the rand version runs its members directly).
         version, norm ("inf" or "2"), eps (pixel units of [0, 1]), seed: the run's settings.
         correct: (N,) float32 in [0, 1], per point: correct under every member (standard: 0/1), or
             the minimum over the members of the probability of being correct (rand).
@@ -187,15 +191,19 @@ class _Capture:
         self.logger.propagate = self.old[1]
 
 
-def final_iterates(aa, x: torch.Tensor, y: torch.Tensor, batch_size: int = 500) -> dict[str, torch.Tensor]:
-    """Each member of a rand-version AutoAttack run on every point: {member: (N, C, H, W) final iterate}.
+def final_iterates(aa, x: torch.Tensor, y: torch.Tensor, batch_size: int = 500
+                   ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """Each member of a rand-version AutoAttack run on every point.
 
     Through the ``APGDAttack`` that ``aa`` built (its settings: 100 iterations, 20 EOT samples per
     gradient, AutoAttack's seed per attack, seeded as APGD's ``perturb`` seeds itself): per point
     the last iterate that fooled the attack's own draw where one did, else the iterate of highest
     loss (x_max). The caller's RNG state is not restored here (``autoattack`` forks it).
+
+    Returns:
+        ({member: (N, C, H, W) final iterate}, {member: (N,) bool, fooled on the attack's own draw}).
     """
-    out = {}
+    iterates, fooled = {}, {}
     for name in aa.attacks_to_run:
         aa.apgd.loss = LOSSES[name]
         aa.apgd.seed = aa.get_seed()
@@ -203,11 +211,27 @@ def final_iterates(aa, x: torch.Tensor, y: torch.Tensor, batch_size: int = 500) 
         torch.random.manual_seed(aa.apgd.seed)
         if x.device.type == "cuda":
             torch.cuda.random.manual_seed(aa.apgd.seed)
-        chosen = []
+        chosen, hit = [], []
         for xb, yb in zip(x.split(batch_size), y.split(batch_size)):
             x_max, still, _, x_hit = aa.apgd.attack_single_run(xb.detach().clone().float(), yb)
+            hit.append((still == 0).detach().flatten().cpu())
             chosen.append(torch.where((still == 0).view(-1, *([1] * (xb.dim() - 1))), x_hit, x_max).detach())
-        out[name] = torch.cat(chosen)
+        iterates[name], fooled[name] = torch.cat(chosen), torch.cat(hit)
+    return iterates, fooled
+
+
+def own_count_from_runs(model: nn.Module, x: torch.Tensor, y: torch.Tensor, fooled: dict[str, torch.Tensor],
+              batch_size: int = 500) -> dict[str, float]:
+    """AutoAttack's own count for a random model, from the members' runs on every point: a point
+    stays robust only if it was classified correctly on one initial draw (AutoAttack attacks only
+    those) and no member fooled it on the member's own draw. Returns the cumulative robust accuracy
+    after each member, in order (AutoAttack's ``by_attack``): the count pyautoattack's sequential
+    run would report for the same draws, without running the members twice."""
+    left = correct_probability(model, x, y, 1, batch_size).bool()
+    out = {}
+    for name, f in fooled.items():
+        left = left & ~f.to(left.device)
+        out[name] = float(left.float().mean())
     return out
 
 
@@ -227,7 +251,9 @@ def autoattack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, n
         eps: budget in pixel units of [0, 1], measured in ``norm`` ("inf" or "2").
         version: "standard" or "rand".   seed: the attacks' seed.   batch_size: points per attack batch.
         passes: fresh forward passes per re-classified image (rand only).
-        own_count: also run pyautoattack's own evaluation (rand: its count and x_adv; always for standard).
+        own_count: rand only: also compute AutoAttack's own count (``own_count_from_runs``: its rule,
+            one draw per check, applied to the same runs of the members; the standard version
+            always counts through pyautoattack's own evaluation).
     Returns:
         AutoAttackResult.
     Raises:
@@ -245,19 +271,24 @@ def autoattack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, n
     rand = version == "rand"
     x_adv, by_attack, iterates = x, {}, {}
     with _Capture() as collect, torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
-        if own_count or not rand:
+        if not rand:
             aa.verbose = True  # the per-batch "k out of m successfully perturbed" lines give the per-attack counts
             x_adv, _ = aa.run_standard_evaluation(x, y, batch_size=batch_size)
             aa.verbose = False
-        if rand:
-            iterates = final_iterates(aa, x, y, batch_size)
+        else:
+            iterates, fooled = final_iterates(aa, x, y, batch_size)
+            if own_count:
+                by_attack = own_count_from_runs(model, x, y, fooled, batch_size)
     reps = passes if rand else 1
     clean = float(correct_probability(model, x, y, reps, batch_size).mean())
     members = {k: correct_probability(model, v, y, reps, batch_size) for k, v in iterates.items()}
-    correct = (torch.stack(list(members.values())).amin(0) if rand
-               else correct_probability(model, x_adv, y, 1, batch_size))
-    if own_count or not rand:
-        # AutoAttack's own initial accuracy (for a random model: its draw), minus the points each attack fooled
+    if rand:  # per point, the final iterate of the member that left it least likely correct
+        stacked = torch.stack(list(members.values()))
+        correct, worst = stacked.min(0)
+        x_adv = torch.stack(list(iterates.values()))[worst.to(x.device), torch.arange(len(y), device=x.device)]
+    else:
+        correct = correct_probability(model, x_adv, y, 1, batch_size)
+        # AutoAttack's own initial accuracy, minus the points each attack fooled, in order
         left = round((clean if collect.initial is None else collect.initial) * len(y))
         for name in aa.attacks_to_run:
             left -= collect.fooled.get(name, 0)

@@ -1,4 +1,4 @@
-"""An Inception CNN for MNIST sized to the parameter count that paper 000 publishes (NOTES.md A).
+"""An Inception CNN for MNIST sized to the parameter count that paper 000 publishes (no code is public).
 
 Paper 000 (OpenReview dBJpBmn5MH, section 3) classifies MNIST with "a deep neural network based on
 inception CNN architecture (Szegedy et al., 2015, 2016)" of 5,984,810 free parameters; its

@@ -141,7 +141,8 @@ class DropConnectLinear(StochasticLinear):
         return self.weight, self.bias
 
     def sample_weight(self):
-        keep = torch.empty_like(self.weight).bernoulli_(1.0 - self.p)
+        # out of place (torch.vmap can batch it; same random numbers as empty_like(W).bernoulli_(1 - p))
+        keep = torch.bernoulli(self.weight.detach(), 1.0 - self.p)
         return self.weight * keep / (1.0 - self.p), self.bias
 
     def extra_repr(self) -> str:

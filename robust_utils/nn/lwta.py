@@ -8,11 +8,11 @@
   surrogate for attacks.
 - ``IBPLinear`` / ``IBPConv2d``: layers whose connections carry utility gates z with a
   stick-breaking (Indian Buffet Process) prior, the IBP option of the first release of the
-  authors' code (Panousis et al. 2019; NOTES.md C.1).
+  authors' code (Panousis et al. 2019; the authors' code, github.com/konpanousis/Adversarial-LWTA-AutoAttack).
 - ``kl_divergence(model)``: the sum of the KL terms of the last forward pass (the ELBO's
   regulariser); ``lwta_override``: attack through another mode or temperature.
 
-Facts marked "NOTES.md C.1" come from the authors' public code, not from the papers.
+Facts attributed to "the authors' code" come from their public code (github.com/konpanousis/Adversarial-LWTA-AutoAttack), not from the papers.
 """
 
 from __future__ import annotations
@@ -36,17 +36,17 @@ class LWTA(nn.Module):
     """Local Winner-Takes-All activation over blocks of ``units`` consecutive channels.
 
     The C input channels are split into C/U blocks of U consecutive channels (the reshape
-    (N, C/U, U, ...) of the authors' code, NOTES.md C.1); the competition logits are the
+    (N, C/U, U, ...) of the authors' code, github.com/konpanousis/Adversarial-LWTA-AutoAttack); the competition logits are the
     pre-activations h themselves, and output = h * mask with a mask over the U axis:
 
-    - "stochastic" (Panousis et al. 2021; the report, section 4; the authors' code, NOTES.md C.1):
+    - "stochastic" (Panousis et al. 2021; the report, section 4; the authors' code, github.com/konpanousis/Adversarial-LWTA-AutoAttack):
       mask = softmax((h + G) / T) with Gumbel noise G = -log(-log(u + 1e-8) + 1e-8),
       u ~ U(0, 1), i.e. a Concrete (Gumbel-softmax) relaxation of the winner indicator
       xi ~ Cat(softmax(h)); soft, not hard. T = ``temperature`` (0.67) in training mode and
       ``test_temperature`` (0.01) in eval mode, where the noise is still sampled (as the authors'
       code). At any T the sampled winner (argmax of the mask) is u with probability softmax(h)_u.
       The live version of the authors' code learnt T_train (softplus(-0.01) ~ 0.688); their later
-      code and this class fix it (NOTES.md C.1).
+      code and this class fix it (the authors' code, github.com/konpanousis/Adversarial-LWTA-AutoAttack).
     - "deterministic": mask = one_hot(argmax_u h) (Srivastava et al. 2013); no randomness.
     - "expected": mask = softmax(h / T) (T as in "stochastic"), no noise: a differentiable surrogate
       for attacks. With T = 1 it is the exact expected output h * softmax(h) of the stochastic
@@ -60,7 +60,7 @@ class LWTA(nn.Module):
     posterior whose Concrete relaxation is sampled (not softmax(h / T): the winner frequencies are
     softmax(h) at every T), computed analytically with log_softmax (exactly 0 when the units of
     every block are equal). The authors' code plugs in the relaxed sample instead (a
-    one-sample, biased estimate) and divides by 1000 (NOTES.md C.1); the scale belongs to the
+    one-sample, biased estimate) and divides by 1000 (the authors' code, github.com/konpanousis/Adversarial-LWTA-AutoAttack); the scale belongs to the
     ELBO weight, so it is not applied here. In the other modes ``last_kl`` is a zero tensor;
     before the first forward it is None.
 
@@ -145,7 +145,7 @@ def lwta_override(model: nn.Module, mode: str | None = None, temperature: float 
     """Within the block, every LWTA module of ``model`` uses ``mode`` and/or ``temperature``.
 
     ``temperature`` replaces both the training and the test temperature, e.g. to attack the
-    stochastic model at the training temperature 0.67 (NOTES.md C.4 (a)), or through the
+    stochastic model at the training temperature 0.67 (Croce's reply in github.com/fra31/auto-attack issue #58: changing the activation is a legitimate adaptive step), or through the
     "expected" / "deterministic" surrogates, then evaluate the real model. None leaves the
     setting as it is. Every module's previous mode and temperatures are restored on exit, even
     after an exception.
@@ -182,7 +182,7 @@ def kumaraswamy_beta_kl(a: torch.Tensor, b: torch.Tensor, alpha: float = 1.0, be
     with the infinite series (the Taylor expansion of E[log(1 - v)]) truncated after ``terms``
     terms; 10 is their choice. The series vanishes for beta = 1, the IBP prior Beta(alpha0, 1)
     that the IBP layers use, and the result is then exact; it equals the authors'
-    ``kl_divergence_kumaraswamy`` (NOTES.md C.1). For beta != 1 the tail decays only like
+    ``kl_divergence_kumaraswamy`` (the authors' code, github.com/konpanousis/Adversarial-LWTA-AutoAttack). For beta != 1 the tail decays only like
     m^-(1+b): 10 terms underestimate KL(Kuma(1.5, 1) || Beta(1, 2)) = 0.659 by 0.13 nats; pass
     ``terms=10_000`` for 1e-3 accuracy.
 
@@ -265,7 +265,7 @@ class IBPLinear(_IBPGates, nn.Linear):
     """nn.Linear whose connections carry utility gates z with an IBP (stick-breaking) prior.
 
     The IBP option of the first release of the Stochastic-LWTA code (commit 0492b0e,
-    DenseBayesian; Panousis et al. 2019; NOTES.md C.1). Forward: y = x (W * z)^T + b.
+    DenseBayesian; Panousis et al. 2019; the authors' code, github.com/konpanousis/Adversarial-LWTA-AutoAttack). Forward: y = x (W * z)^T + b.
     The weights W are deterministic (plain nn.Linear parameters with torch's initialisation): the
     Gaussian weight posterior of that release is out of scope.
 
@@ -285,7 +285,7 @@ class IBPLinear(_IBPGates, nn.Linear):
       reparameterised Kumaraswamy sample of pi (``stick_probabilities``). Zero tensor after an
       eval forward; None before the first forward. Not scaled: the ELBO weight does that.
 
-    Differences from the authors' first release (NOTES.md C.1), deliberately:
+    Differences from the authors' first release (the authors' code, github.com/konpanousis/Adversarial-LWTA-AutoAttack), deliberately:
       - their dense gates are shared by the U units of an LWTA block (t_pi (in, out/U)) and the
         conv gates by a whole block of kernels (t_pi (out/U,)); ours are per connection (linear)
         and per (out, in) kernel (conv), since the gates do not know the activation; hence K is
@@ -323,7 +323,7 @@ class IBPConv2d(_IBPGates, nn.Conv2d):
     As ``IBPLinear`` (read it for the model, the KL and the differences from the authors' code),
     with gates z and ``t_pi`` of shape (out_channels, in_channels / groups, 1, 1) multiplying whole
     kernels, t_pi initialised U(0.1, 5), one stick per output channel (K = out_channels) and the
-    authors' conv initial values conc1 = 2, conc0 = 0.5453 (NOTES.md C.1).
+    authors' conv initial values conc1 = 2, conc0 = 0.5453 (the authors' code, github.com/konpanousis/Adversarial-LWTA-AutoAttack).
 
     Args: those of nn.Conv2d, plus temperature (> 0) and threshold (in [0, 1)).
     Shapes: x (N, in_channels, H, W) float -> (N, out_channels, H', W'), same dtype.

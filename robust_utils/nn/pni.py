@@ -1,7 +1,7 @@
 """Parametric Noise Injection (PNI) on the weights: Rakin, He & Fan 2019 (CVPR), eq. 2-4 and 6-8.
 
 Every forward pass of a PNI layer, in training *and* in eval mode (the authors' code has no
-``self.training`` check, NOTES.md C.3), draws fresh Gaussian noise eta ~ N(0, std(W)^2) of the
+``self.training`` check, the authors' code, github.com/elliothe/CVPR_2019_PNI), draws fresh Gaussian noise eta ~ N(0, std(W)^2) of the
 weight's shape and uses W + alpha * eta, with a learnable noise scale alpha. ``pni_noise(model,
 False)`` switches the noise off (the alpha = 0 network), e.g. to attack a noise-free surrogate
 and transfer the result (PNI Table 2 "test without").
@@ -62,7 +62,7 @@ def _check_pni_args(noise: str, alpha_init: float) -> float:
 class PNIConv2d(_PNI, nn.Conv2d):
     """nn.Conv2d with Parametric Noise Injection on its weight (PNI-W; Rakin et al. 2019, eq. 2-4).
 
-    Forward, at every call in train and eval mode (the authors' ``noise_Conv2d``, NOTES.md C.3):
+    Forward, at every call in train and eval mode (the authors' ``noise_Conv2d``, the authors' code, github.com/elliothe/CVPR_2019_PNI):
     under no_grad, std = weight.std() (one detached scalar for the layer) and
     eta ~ N(0, std^2) of the weight's shape; then w_noisy = weight + alpha * eta and
     y = conv2d(x, w_noisy). The noise is a constant for autograd, so dL/dalpha = sum of
@@ -72,7 +72,7 @@ class PNIConv2d(_PNI, nn.Conv2d):
     alpha (``noise``): "layer" one scalar, shape (1,) (the paper's default, PNI-W layer-wise);
     "channel" (out_channels, 1, 1, 1); "element" the weight's shape; every entry ``alpha_init``
     (0.25, "alpha_l = 0.25 as default initialization"). alpha carries ``no_weight_decay = True``:
-    the authors exclude it from weight decay (NOTES.md C.3), which is up to the optimiser's
+    the authors exclude it from weight decay (the authors' code, github.com/elliothe/CVPR_2019_PNI), which is up to the optimiser's
     parameter groups (``robust_utils.train``); no other parameter has the flag.
 
     Args: those of nn.Conv2d, plus
@@ -139,7 +139,7 @@ def pni_noise(model: nn.Module, enabled: bool):
     """Within the block, the weight noise of every PNI layer of ``model`` is on (``enabled``) or off.
 
     Off, every PNI layer is its plain nn.Conv2d / nn.Linear (the alpha = 0 network), e.g. to attack
-    the noise-free surrogate and transfer (NOTES.md C.4). The previous setting of each layer is
+    the noise-free surrogate and transfer (Athalye et al. 2018; Tramèr et al. 2020). The previous setting of each layer is
     restored on exit, even after an exception.
 
     Raises:

@@ -5,9 +5,9 @@ definition serves every model of notebook 03:
 
 - ``activation``: "relu", "lwta" (deterministic Local Winner-Takes-All) or "stochastic_lwta"
   (Panousis et al. 2021: every ReLU of the WideResNet replaced by a block of U = 2 competing
-  units, NOTES.md C.1); see ``robust_utils.lwta``.
+  units, the authors' code, github.com/konpanousis/Adversarial-LWTA-AutoAttack); see ``robust_utils.lwta``.
 - ``layer``: "plain" (nn.Conv2d / nn.Linear), "pni" (Parametric Noise Injection on every conv and
-  the final linear layer, Rakin et al. 2019, NOTES.md C.3; ``robust_utils.pni``) or "ibp" (the
+  the final linear layer, Rakin et al. 2019, the authors' code, github.com/elliothe/CVPR_2019_PNI; ``robust_utils.pni``) or "ibp" (the
   IBP-gated layers of the first Stochastic-LWTA release, ``robust_utils.lwta``).
 
 Inputs are pixels in [0, 1]; with ``normalize=True`` the first layer subtracts the CIFAR-10
@@ -95,7 +95,7 @@ class _WideBlock(nn.Module):
 
 class WideResNet(nn.Module):
     """WRN-d-k (Zagoruyko & Komodakis 2016, Table 1; the variant of Madry et al. / TRADES used by
-    the Stochastic-LWTA code, NOTES.md C.1): a 3x3 conv to 16 channels, three groups of
+    the Stochastic-LWTA code, github.com/konpanousis/Adversarial-LWTA-AutoAttack): a 3x3 conv to 16 channels, three groups of
     n = (d - 4) / 6 pre-activation basic blocks with 16k, 32k and 64k channels (strides 1, 2, 2),
     then BN, the activation, global average pooling and a linear layer.
 
