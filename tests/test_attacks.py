@@ -365,3 +365,19 @@ def test_bad_inputs_raise_before_work(name, problem, batch):
         y = y[:3]
     with pytest.raises(ValueError):
         ATTACKS[name](_Forbidden(), x, y)
+
+
+def test_deepfool_and_local_search_report_their_own_successes(trained_mlp, mnist_test):
+    """``return_success``: the attack's own count, the same images either way; on a deterministic
+    model it agrees with classifying the returned images."""
+    from robust_utils.attacks import local_search
+    from robust_utils.evaluation import predict
+
+    x, y = mnist_test[0][:40], mnist_test[1][:40]
+    x_df, ok_df = deepfool(trained_mlp, x, y, steps=20, return_success=True)
+    assert torch.equal(x_df, deepfool(trained_mlp, x, y, steps=20))
+    assert torch.equal(ok_df, predict(trained_mlp, x_df) != y) and ok_df.dtype == torch.bool
+    x_ls, ok_ls = local_search(trained_mlp, x[:10], y[:10], R=5, generator=torch.Generator().manual_seed(0),
+                               return_success=True)
+    assert torch.equal(ok_ls, predict(trained_mlp, x_ls) != y[:10])
+    assert torch.equal(x_ls, local_search(trained_mlp, x[:10], y[:10], R=5, generator=torch.Generator().manual_seed(0)))

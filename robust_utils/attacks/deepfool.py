@@ -14,7 +14,8 @@ _TINY = 1e-12
 
 
 def deepfool(model: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int = 50, overshoot: float = 0.02,
-             num_classes: int | None = None, max_step: float | None = None) -> torch.Tensor:
+             num_classes: int | None = None, max_step: float | None = None,
+             return_success: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """DeepFool attack (Moosavi-Dezfooli et al. 2016, Algorithm 2: multi-class, L2).
 
     At each step, for every sample still classified as y, the logits Z are linearised at the
@@ -41,10 +42,13 @@ def deepfool(model: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int = 50
         num_classes: candidate classes per sample: the ``num_classes`` classes other than y with
             the highest clean logits (at most K - 1 are used); None: all K - 1 other classes.
         max_step: > 0, the largest L2 length of one step; None: no clip.
+        return_success: also return the attack's own count of its successes.
     Returns:
         (N, C, H, W) adversarial images in [0, 1] (no budget: a minimal-perturbation attack;
         samples not fooled within ``steps`` get the last iterate); a new, detached tensor of x's
-        dtype and device.
+        dtype and device. With ``return_success``: (x_adv, success), success (N,) bool: the sample
+        was misclassified by the forward pass the attack itself made on its last iterate (for a
+        random model: on the attack's own draw, which is where it stopped).
     Raises:
         ValueError: steps < 1, overshoot < 0, num_classes < 1, max_step <= 0, x not a float tensor in [0, 1],
             y not int64 (N,).
@@ -59,8 +63,9 @@ def deepfool(model: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int = 50
         max_step = check_number(max_step, "max_step", 0.0, strict=True)
     require_grad_mode()
     x = x.detach()
+    success = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
     if x.shape[0] == 0:
-        return x.clone()
+        return (x.clone(), success) if return_success else x.clone()
 
     x_adv = x.clone()
     r_total = torch.zeros_like(x)
@@ -76,7 +81,9 @@ def deepfool(model: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int = 50
             m = k - 1 if num_classes is None else min(num_classes, k - 1)
             is_y = torch.zeros_like(logits, dtype=torch.bool).scatter_(1, ya[:, None], True)
             candidates = logits.detach().masked_fill(is_y, -math.inf).topk(m, dim=1).indices
-        keep = (logits.detach().argmax(dim=1) == ya).nonzero().squeeze(1)
+        still = logits.detach().argmax(dim=1) == ya
+        success[active] = ~still
+        keep = still.nonzero().squeeze(1)
         if it == steps or keep.numel() == 0:
             break
         cand = candidates[active[keep]]  # (n, m)
@@ -89,7 +96,7 @@ def deepfool(model: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int = 50
         active = active[keep]
         r_total[active] += step
         x_adv[active] = (x[active] + (1.0 + overshoot) * r_total[active]).clamp(0.0, 1.0)
-    return x_adv
+    return (x_adv, success) if return_success else x_adv
 
 
 def _closest_boundary(logits: torch.Tensor, xa: torch.Tensor, ya: torch.Tensor, keep: torch.Tensor,

@@ -82,7 +82,8 @@ def _neighbourhoods(sr, il, n, keep, hw, h, w, d, device) -> torch.Tensor:
 
 def local_search(model: nn.Module, x: torch.Tensor, y: torch.Tensor, p: float = 10.0, r: float = 1.5, d: int = 5,
                  t: int = 5, R: int = 150, max_candidates: int = 128, batch_size: int = 1024,
-                 generator: torch.Generator | None = None, *, select: str = "highest") -> torch.Tensor:
+                 generator: torch.Generator | None = None, *, select: str = "highest",
+                 return_success: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Greedy local-search black-box attack (Narodytska & Kasiviswanathan 2016, "Simple black-box
     adversarial perturbations for deep networks", Algorithm LocSearchAdv), untargeted, following
     Foolbox's ``LocalSearchAttack`` (1.8; same defaults in 2.x).
@@ -150,10 +151,14 @@ def local_search(model: nn.Module, x: torch.Tensor, y: torch.Tensor, p: float = 
             drawn on the generator's device and moved to x's device.
         select: "highest" (default; later Foolbox, bug fixed) or "lowest" (Foolbox 1.8): which
             t probe scores are kept.
+        return_success: also return the attack's own count of its successes.
     Returns:
         (N, C, H, W) images in [0, 1]: adversarial ones where the attack succeeded, x itself for
         images misclassified at the start, the last iterate otherwise. At most t pixel locations
         change per round used. A new, detached tensor of x's dtype and device.
+    With ``return_success``: (x_adv, success), success (N,) bool: misclassified by the attack's own
+        forward pass (at the start, or on the iterate where it stopped); for a random model, on the
+        attack's own draw.
     Raises:
         ValueError: x not a float (N, C, H, W) tensor in [0, 1], y not int64 (N,), p <= 0,
             r outside [0, 2], d not an int >= 0, t, R, max_candidates or batch_size not a
@@ -171,10 +176,13 @@ def local_search(model: nn.Module, x: torch.Tensor, y: torch.Tensor, p: float = 
 
     with torch.no_grad():
         x_adv = x.clone(memory_format=torch.contiguous_format)
+        success = torch.zeros(n_img, dtype=torch.bool, device=device)
         if n_img == 0 or hw == 0:
-            return x_adv
+            return (x_adv, success) if return_success else x_adv
         flat = x_adv.view(n_img, channels, hw)  # shares storage with x_adv
-        active = (_forward_chunks(model, x, batch_size).argmax(dim=1) == y).nonzero().squeeze(1)
+        start = _forward_chunks(model, x, batch_size).argmax(dim=1) == y
+        success = ~start
+        active = start.nonzero().squeeze(1)
         n0 = min(max(int(0.1 * hw), 1), max_candidates, hw)
         cand = torch.zeros(active.numel(), hw, dtype=torch.bool, device=device)
         cand.scatter_(1, uniform(active.numel(), hw).topk(n0, dim=1).indices, True)
@@ -201,8 +209,9 @@ def local_search(model: nn.Module, x: torch.Tensor, y: torch.Tensor, p: float = 
             flat[ir, :, il] = (cyclic_update(u, r) + 0.5).clamp_(0.0, 1.0)
             # 4. one forward pass of the perturbed images
             fooled = _forward_chunks(model, x_adv[active], batch_size).argmax(dim=1) != ya
+            success[active] = fooled
             # 5. the neighbourhoods of the selected pixels become the next candidate sets
             keep = ~fooled
             cand = _neighbourhoods(sr, il, n, keep, hw, h, w, d, device)
             active = active[keep]
-    return x_adv
+    return (x_adv, success) if return_success else x_adv
