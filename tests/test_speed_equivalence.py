@@ -170,11 +170,7 @@ def test_validate_false_skips_only_the_value_check(trained_lenet, batch):
         new.high_confidence_unrolled(trained_lenet, x, y, 1.5)
 
 
-needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(),
-                                reason="needs a CUDA device: benchmarks/gpu_paper_run.sh runs it on the GPU machine")
-
-
-@needs_cuda
+@pytest.mark.cuda
 def test_graphed_pgd_on_cuda_matches_the_eager_steps(trained_lenet, sdr_net, batch, monkeypatch):
     """On CUDA, PGD's steps replay one captured CUDA graph; the numbers are those of the eager
     steps (same kernels, TF32 off for the comparison), and a random model still draws afresh at
