@@ -71,7 +71,7 @@ case "$MODE" in
     selftest)
         "$PY" -c "import robust_utils, torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
         timeout "$LIMIT" "$PY" -m pytest -q -p no:cacheprovider -o addopts="" -rs \
-            tests/test_speed_equivalence.py tests/test_models.py
+            tests/test_speed_equivalence.py tests/test_models.py tests/test_train.py::test_optimisers_are_fused_on_cuda
         STATUS=$? ;;
     bench)
         timeout "$LIMIT" "$PY" benchmarks/bench_paper.py --write "$OUT/CHUNKS.md" "$@"

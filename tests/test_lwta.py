@@ -1,5 +1,5 @@
-"""Tests of the Local Winner-Takes-All activation and the IBP-gated layers (robust_utils.lwta;
-Panousis et al. 2019, 2021; NOTES.md C.1).
+"""Tests of the Local Winner-Takes-All activation and the IBP-gated layers (robust_utils.nn.lwta;
+Panousis et al. 2019, 2021, and their released code github.com/konpanousis/Adversarial-LWTA-AutoAttack).
 
 Each test asserts a property that a wrong implementation could fail: one winner per block that
 passes its own value, the argmax in deterministic mode, winner frequencies softmax(h) at any

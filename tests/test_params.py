@@ -113,3 +113,20 @@ def test_dry_run_with_epochs_minus_one_exits_2_naming_every_notebook():
         assert f"{stem}: epochs = -1: must be >= 1" in proc.stderr
     assert "06_adaptive_evaluation" not in proc.stderr
     assert time.perf_counter() - start < 10
+
+
+def test_notebook_06_source_values_apply_checked_overrides():
+    """Notebook 06's models of notebooks 01-05: their values at a profile, with per-notebook overrides
+    held to the same names and rules as -p; an override for another notebook is refused."""
+    from robust_utils.app.profiles import source_values
+
+    base = source_values(["02_hr_loss", "05_sdr_learnable"], "classroom")
+    over = source_values(["02_hr_loss", "05_sdr_learnable"], "classroom", {"02_hr_loss": {"epochs": 1}})
+    assert over["02_hr_loss"] == {**base["02_hr_loss"], "epochs": 1} and over["05_sdr_learnable"] == base["05_sdr_learnable"]
+    assert base["02_hr_loss"]["epochs"] != 1
+    with pytest.raises(RunnerError, match="unknown notebook.*03_stochastic_lwta"):
+        source_values(["02_hr_loss"], "classroom", {"03_stochastic_lwta": {"epochs": 1}})
+    with pytest.raises(RunnerError, match="epochz"):
+        source_values(["02_hr_loss"], "classroom", {"02_hr_loss": {"epochz": 1}})
+    with pytest.raises(RunnerError, match="epochs"):
+        source_values(["02_hr_loss"], "classroom", {"02_hr_loss": {"epochs": 0}})

@@ -1,4 +1,5 @@
-"""Tests of Parametric Noise Injection (robust_utils.pni; Rakin, He & Fan 2019; NOTES.md C.3).
+"""Tests of Parametric Noise Injection (robust_utils.nn.pni; Rakin, He & Fan 2019, and their code
+github.com/elliothe/CVPR_2019_PNI).
 
 Each test asserts a property that a wrong implementation could fail: alpha = 0 or the noise
 switched off gives exactly the plain layer, fresh noise at every call in train and eval mode,

@@ -31,6 +31,15 @@ from robust_utils.app.report import MATHJAX_DIR, ReportError, build_report
 from robust_utils.app.report_index import verdict_counts, verdict_kind
 
 PROFILE = "smoke"  # a real profile name (notebooks/params/smoke.yaml)
+NO_PAPER = "no paper-profile run yet (results/paper/CHUNKS.md plans it)"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def no_tracked_paper_runs(tmp_path_factory):
+    """An empty results/paper/ (tests/test_paper_results.py covers a filled one), whatever the repository tracks."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ROBUST_UTILS_PAPER_RESULTS", str(tmp_path_factory.mktemp("no_paper_results")))
+        yield
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -248,11 +257,11 @@ def test_index_counts_verdicts_per_notebook_and_overall(site):
         "reproduced 0 · not reproduced 0 · inconclusive 1 · not tested at this profile 1 · total 2",
     ]
     # The overview: per notebook (paper) the four counts and their sum, then all notebooks.
-    assert ["notebook", "reproduced", "not reproduced", "inconclusive", "not tested at this profile", "total", "run"] \
-        in page.rows
-    assert ["01_alpha", "2", "1", "0", "0", "3", ""] in page.rows
-    assert ["02_beta", "0", "0", "1", "1", "2", ""] in page.rows
-    assert ["all notebooks shown", "2", "1", "1", "1", "5", ""] in page.rows
+    assert ["notebook", "reproduced", "not reproduced", "inconclusive", "not tested at this profile", "total", "run",
+            "paper profile (results/paper/)"] in page.rows
+    assert ["01_alpha", "2", "1", "0", "0", "3", "", NO_PAPER] in page.rows
+    assert ["02_beta", "0", "0", "1", "1", "2", "", NO_PAPER] in page.rows
+    assert ["all notebooks shown", "2", "1", "1", "1", "5", "", ""] in page.rows
 
 
 def test_verdicts_are_counted_by_their_leading_words():
@@ -557,9 +566,9 @@ def test_unfinished_runs_show_their_state_not_older_numbers(tmp_path):
     assert "Unknown run state &#x27;exploded&#x27;" in sections["06_zeta"]
     for stem, state in (("01_alpha", "failed"), ("02_beta", "running"), ("03_gamma", "interrupted"),
                         ("06_zeta", "exploded")):
-        assert [stem, f"— (not shown: {state})", state] in page.rows
-    assert ["04_delta", "0", "0", "1", "1", "2", "ok"] in page.rows
-    assert ["all notebooks shown", "0", "0", "1", "1", "2", ""] in page.rows  # only 04_delta's claims count
+        assert [stem, f"— (not shown: {state})", state, NO_PAPER] in page.rows
+    assert ["04_delta", "0", "0", "1", "1", "2", "ok", NO_PAPER] in page.rows
+    assert ["all notebooks shown", "0", "0", "1", "1", "2", "", ""] in page.rows  # only 04_delta's claims count
     assert "Claims of the 2 finished notebook(s) of 6:" in " ".join(page.counts[0].split())
     assert "01_alpha</a> (failed)" in text and "02_beta</a> (running)" in text
 

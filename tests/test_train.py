@@ -176,3 +176,26 @@ def test_per_sample_targets_reach_the_loss_and_the_cache_key(tmp_path):
     with pytest.raises(ValueError, match="one row per sample"):
         fit(build(), x, y, loss="soft_ce", targets=soft[:5], cache_dir=tmp_path, progress=False)
     assert r1.history["loss"]
+
+
+@pytest.mark.parametrize("name", ["sgd", "adam", "adamw"])
+def test_optimisers_are_never_fused_on_the_cpu(name):
+    """Fused kernels would move the classroom numbers: on the CPU every optimiser is the plain one,
+    and a spec that asks for fused keeps its own choice."""
+    from robust_utils.training.loop import make_optimizer
+
+    model = torch.nn.Linear(3, 2)
+    assert not make_optimizer(model.parameters(), {"name": name, "lr": 0.1}).defaults.get("fused")
+    assert make_optimizer(model.parameters(), {"name": name, "lr": 0.1, "fused": False}).defaults["fused"] is False
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("name", ["sgd", "adam", "adamw"])
+def test_optimisers_are_fused_on_cuda(name):
+    """runtime.speed_settings("cuda").fused_optimizers: one kernel per step for all parameters (issue 21)."""
+    from robust_utils.training.loop import make_optimizer
+
+    model = torch.nn.Linear(3, 2).cuda()
+    assert make_optimizer(model.parameters(), {"name": name, "lr": 0.1}).defaults["fused"] is True
+    groups = [{"params": [model.weight]}, {"params": [model.bias], "weight_decay": 0.0}]
+    assert make_optimizer(groups, {"name": name, "lr": 0.1}).defaults["fused"] is True

@@ -302,20 +302,25 @@ def with_defaults(notebook: str, values: Mapping[str, Any], notebooks_dir: str |
 
 
 def notebook_values(notebook: str, profile: str = DEFAULT_PROFILE,
-                    notebooks_dir: str | os.PathLike | None = None) -> dict[str, Any]:
-    """Every parameter a notebook runs with at ``profile``: its parameters cell's defaults, then the profile's values.
+                    notebooks_dir: str | os.PathLike | None = None,
+                    overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Every parameter a notebook runs with at ``profile``: its parameters cell's defaults, then the
+    profile's values, then ``overrides`` (checked like ``-p`` overrides: names and rules).
 
     Notebook 06 configures the recipes of notebooks 01-05 with this, so it trains (or loads) the
-    very models those notebooks trained at the same profile.
+    very models those notebooks trained at the same profile (or, with overrides, says which others).
 
     Args:
         notebook: the notebook's stem, e.g. "02_hr_loss".   profile: the profile name.
+        overrides: {name: value} for this notebook, e.g. {"epochs": 2}.
     Returns:
         {name: value}.
     Raises:
-        RunnerError: unknown profile or notebook, or a parameter default that is not a literal.
+        RunnerError: unknown profile, notebook or override name, a value outside its rule, or a
+            parameter default that is not a literal.
     """
-    resolved = resolve_parameters(profile, [notebook], notebooks_dir=notebooks_dir)[notebook_stem(notebook)]
+    resolved = resolve_parameters(profile, [notebook], overrides=dict(overrides or {}),
+                                  notebooks_dir=notebooks_dir)[notebook_stem(notebook)]
     path = notebooks_folder(notebooks_dir) / f"{notebook_stem(notebook)}.ipynb"
     try:
         defaults = {k: literal_default(v) for k, v in notebook_parameters(path).items()}
@@ -324,6 +329,23 @@ def notebook_values(notebook: str, profile: str = DEFAULT_PROFILE,
     return {**defaults, **resolved}
 
 
+def source_values(notebooks: Iterable[str], profile: str = DEFAULT_PROFILE,
+                  overrides: Mapping[str, Mapping[str, Any]] | None = None,
+                  notebooks_dir: str | os.PathLike | None = None) -> dict[str, dict[str, Any]]:
+    """{stem: notebook_values(stem, profile, overrides=overrides[stem])} for several notebooks.
+
+    Raises:
+        RunnerError: an override for a notebook not in ``notebooks`` (the message lists the valid
+            ones), or any error of :func:`notebook_values`.
+    """
+    stems = [notebook_stem(nb) for nb in notebooks]
+    overrides = dict(overrides or {})
+    unknown = sorted(set(map(str, overrides)) - set(stems))
+    if unknown:
+        raise RunnerError(f"overrides for unknown notebook(s) {unknown}; valid: {', '.join(stems)}")
+    return {nb: notebook_values(nb, profile, notebooks_dir, overrides.get(nb)) for nb in stems}
+
+
 __all__ = ["DEFAULT_PROFILE", "RunnerError", "check_parameters", "list_profiles", "load_parameters_file", "load_profile",
            "notebook_parameters", "notebook_stem", "notebook_values", "notebooks_folder", "parse_overrides",
-           "profile_path", "resolve_parameters", "with_defaults"]
+           "profile_path", "resolve_parameters", "source_values", "with_defaults"]

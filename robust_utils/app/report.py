@@ -35,6 +35,7 @@ import nbformat
 from ..core import paths
 from ..core.io import atomic_write_bytes
 from . import assign
+from .paper_results import paper_runs
 from .profiles import RunnerError, list_profiles, load_profile
 from .report_index import Entry, index_page
 from .report_pages import MATHJAX_DIR, ReportError, copy_mathjax, mathjax_sources, notebook_exporter
@@ -205,6 +206,8 @@ def build_report(profile: str = "classroom", figures_dir: str | os.PathLike | No
         notebooks_dir: the committed notebooks and params/ (default: the repository's notebooks/).
         audience: "instructor" (the site in <profile>/) or "student" (the site in <profile>/student/,
             pages from the student copies).
+    The tracked paper-profile outputs (paper_results.paper_results_dir(): results/paper/, or
+    $ROBUST_UTILS_PAPER_RESULTS) are shown beside another profile's numbers.
     Returns:
         The path of index.html.
     Raises:
@@ -222,6 +225,10 @@ def build_report(profile: str = "classroom", figures_dir: str | os.PathLike | No
                           f"(files in {nb_dir / 'params'})")
     profile_dir = Path(figures_dir if figures_dir is not None else paths.figures_root()) / profile
     entries, committed_only = _entries(profile, profile_dir, nb_dir)
+    if profile != "paper":  # the tracked paper-profile runs, beside this profile's numbers
+        tracked = paper_runs()
+        for entry in entries:
+            entry.paper, entry.show_paper = tracked.get(entry.stem), True
     notebooks = _read_notebooks(entries, profile, profile_dir, nb_dir, audience)
     mathjax = mathjax_sources() if notebooks else {}
     site_dir = profile_dir / STUDENT_DIR if audience == "student" else profile_dir

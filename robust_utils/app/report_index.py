@@ -11,6 +11,9 @@ What it guarantees a reader:
   inconclusive and not tested at this profile (a verdict is counted by its leading words, so
   "inconclusive (depends on ...)" is inconclusive), with their sum; an overview table lists the
   counts of every notebook and of all of them.
+- **The paper profile beside.** The tracked paper-profile runs (results/paper/) appear in the
+  overview (verdict counts, device, time, commit, or "no paper-profile run yet") and as an
+  "ours (paper profile)" column in every table whose cells match.
 - **Said who it is for.** The header names the audience (instructor: solutions and hidden tests
   shown; students: the student copies) and whether the pages come from a run or, on a fresh clone,
   from the committed notebooks.
@@ -29,6 +32,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 from urllib.parse import quote
 
+from .paper_results import PAPER_COLUMN, PaperRun, paper_table, status_text, with_paper_column
 from .report_pages import MATHJAX_DIR
 from .summary import format_value
 
@@ -76,6 +80,9 @@ class Entry:
         page_kind: "run" (this run's notebook), "committed" (rendered from notebooks/), "partial"
             (the notebook of a run that did not finish).
         hidden: why a results.json present in the folder is not shown ("" if it is shown or absent).
+        paper: the notebook's tracked paper-profile run (results/paper/), shown beside this profile's
+            numbers; None when there is none or the report is of the paper profile itself.
+        show_paper: whether the report shows the paper profile's column at all (False for the paper profile).
     """
 
     stem: str
@@ -85,6 +92,8 @@ class Entry:
     page: str | None = None
     page_kind: str = ""
     hidden: str = ""
+    paper: PaperRun | None = None
+    show_paper: bool = False
 
     @property
     def finished(self) -> bool:
@@ -227,7 +236,9 @@ def section(entry: Entry, site_dir: Path, committed_only: bool = False) -> str:
         params = ", ".join(f"<code>{_e(k)}={_e(repr(v))}</code>" for k, v in data["parameters"].items())
         out.append(f"<details><summary>Parameters</summary><p>{params}</p></details>")
     for name, rows in (data.get("tables") or {}).items():
-        out += [f"<h3>{_e(name)}</h3>", table(["cell", "paper", "ours", "diff"], rows or [])]
+        paper_rows = paper_table(entry.paper, name)
+        cols = ["cell", "paper", "ours", "diff"] + ([PAPER_COLUMN] if paper_rows is not None else [])
+        out += [f"<h3>{_e(name)}</h3>", table(cols, with_paper_column(rows or [], paper_rows))]
     claims = [c for c in data.get("claims") or [] if isinstance(c, Mapping)]
     if claims:
         out += ["<h3>Claims</h3>", f'<p class="counts">{_counts(verdict_counts(claims))}</p>',
@@ -245,23 +256,31 @@ def section(entry: Entry, site_dir: Path, committed_only: bool = False) -> str:
 
 def _overview(entries: list[Entry]) -> str:
     """Per notebook (paper) the four verdict counts and their sum, then all notebooks together."""
-    head = "".join(f"<th>{_e(c)}</th>" for c in ("notebook", *COUNTED_VERDICTS, "total", "run"))
+    show_paper = any(e.show_paper for e in entries)
+    extra = ("paper profile (results/paper/)",) if show_paper else ()
+    head = "".join(f"<th>{_e(c)}</th>" for c in ("notebook", *COUNTED_VERDICTS, "total", "run", *extra))
     rows, total = [], Counter()
     for entry in entries:
         link = f'<a href="#{_e(entry.stem)}">{_e(entry.stem)}</a>'
-        if not entry.finished:
-            rows.append(f'<tr><td>{link}</td><td colspan="5">— (not shown: {_e(entry.state)})</td><td>{_e(entry.state)}</td></tr>')
-            continue
-        if entry.data is None:
-            rows.append(f'<tr><td>{link}</td><td colspan="5">— (no results.json)</td><td>{_e(entry.state or "")}</td></tr>')
+        paper = f"<td>{_paper_cell(entry.paper)}</td>" if show_paper else ""
+        if not entry.finished or entry.data is None:
+            why = f"not shown: {entry.state}" if not entry.finished else "no results.json"
+            rows.append(f'<tr><td>{link}</td><td colspan="5">— ({_e(why)})</td><td>{_e(entry.state or "")}</td>{paper}</tr>')
             continue
         counts = verdict_counts(entry.data.get("claims") or [])
         total.update(counts)
         cells = "".join(f'<td class="num">{counts[k]}</td>' for k in (*COUNTED_VERDICTS, "total"))
-        rows.append(f"<tr><td>{link}</td>{cells}<td>{_e(entry.state or '')}</td></tr>")
+        rows.append(f"<tr><td>{link}</td>{cells}<td>{_e(entry.state or '')}</td>{paper}</tr>")
     cells = "".join(f'<td class="num">{total[k]}</td>' for k in (*COUNTED_VERDICTS, "total"))
-    rows.append(f"<tr><th>all notebooks shown</th>{cells}<td></td></tr>")
+    rows.append(f"<tr><th>all notebooks shown</th>{cells}<td></td>{'<td></td>' if show_paper else ''}</tr>")
     return f'<table class="overview">\n<thead><tr>{head}</tr></thead>\n<tbody>\n' + "\n".join(rows) + "\n</tbody>\n</table>"
+
+
+def _paper_cell(run: PaperRun | None) -> str:
+    """The overview's paper-profile cell: verdict counts and origin, or why there are none."""
+    if run is None or run.results is None:
+        return _e(status_text(run))
+    return f"{_counts(verdict_counts(run.results.get('claims') or []))}<br>{_e(run.origin())}"
 
 
 def _header_notes(profile: str, audience: str, committed_only: bool, site_dir: Path) -> list[str]:

@@ -5,7 +5,8 @@ Infrastructure, not from a paper. Every piece of text that comes from a notebook
 an error message is escaped (HTML and Markdown), so nothing in a results.json or a failure message
 can inject markup into a rendered SUMMARY.md. A notebook whose last run failed, was interrupted or
 is still running is marked so at the top and in its section, and what its folder holds is never
-presented as a finished run's numbers.
+presented as a finished run's numbers. The tracked paper-profile outputs (results/paper/) are
+shown beside another profile's numbers (app.paper_results).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 from urllib.parse import quote
 
+from .paper_results import PAPER_COLUMN, PaperRun, paper_runs, paper_table, status_text, with_paper_column
 from .progress import clock, read_status
 
 VERDICT_COLUMNS = ("reproduced", "not reproduced", "inconclusive", "not tested at this profile")
@@ -169,12 +171,14 @@ def _run_note(run: Mapping[str, Any]) -> list[str]:
 # --------------------------------------------------------------------------- one notebook's section
 
 
-def _results_lines(data: Mapping[str, Any], folder: Path, profile_dir: Path) -> list[str]:
+def _results_lines(data: Mapping[str, Any], folder: Path, profile_dir: Path, paper: PaperRun | None = None) -> list[str]:
     lines = []
     if data.get("parameters") and isinstance(data["parameters"], Mapping):
         lines += ["Parameters: " + ", ".join(_code(f"{k}={v!r}") for k, v in data["parameters"].items()), ""]
     for name, rows in (data.get("tables") or {}).items():
-        lines += [f"### {md_text(name)}", "", *_table(["cell", "paper", "ours", "diff"], rows or []), ""]
+        paper_rows = paper_table(paper, name)
+        cols = ["cell", "paper", "ours", "diff"] + ([PAPER_COLUMN] if paper_rows is not None else [])
+        lines += [f"### {md_text(name)}", "", *_table(cols, with_paper_column(rows or [], paper_rows)), ""]
     for name, board in (data.get("leaderboards") or {}).items():
         if isinstance(board, Mapping):
             lines += [f"### {md_text(name)}", "", *_table(list(board.get("columns") or []), board.get("rows") or []), ""]
@@ -215,7 +219,8 @@ def _hidden_reason(st: Mapping[str, Any], path: Path) -> str | None:
     return None
 
 
-def _notebook_section(stem: str, folder: Path, profile_dir: Path, st: Mapping[str, Any]) -> tuple[list[str], dict | None]:
+def _notebook_section(stem: str, folder: Path, profile_dir: Path, st: Mapping[str, Any],
+                      paper: PaperRun | None = None) -> tuple[list[str], dict | None]:
     """The section of one notebook, and its claims counted by verdict (None when not shown)."""
     path = folder / "results.json"
     note = _state_note(stem, st, profile_dir / PREVIOUS_DIR / stem)
@@ -229,11 +234,26 @@ def _notebook_section(stem: str, folder: Path, profile_dir: Path, st: Mapping[st
                 f"{md_text(error_line(exc))}", ""], None
     title = data.get("title")
     head = f"## {md_text(stem)}: {md_text(title)}" if title else f"## {md_text(stem)}"
-    return [head, "", *note, *_results_lines(data, folder, profile_dir)], verdict_counts(data.get("claims"))
+    return [head, "", *note, *_results_lines(data, folder, profile_dir, paper)], verdict_counts(data.get("claims"))
+
+
+def _paper_overview(stems: Iterable[str], runs: Mapping[str, PaperRun]) -> list[str]:
+    """The tracked paper-profile runs beside this profile's: per notebook its verdict counts and origin."""
+    cols = ["notebook", *VERDICT_COLUMNS, "claims", "ran on"]
+    lines = ["## Paper profile (tracked in `results/paper/`)", "",
+             "The paper profile's own runs (GPU, in chunks); their numbers appear beside this run's as "
+             f"{_code(PAPER_COLUMN)} in the tables below where the cells match.", "",
+             "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for stem in sorted(set(stems) | set(runs)):
+        run = runs.get(stem)
+        c = verdict_counts(run.results.get("claims")) if run and run.results else None
+        numbers = [str(c[k]) for k in (*VERDICT_COLUMNS, "total")] if c else ["—"] * 5
+        lines.append("| " + " | ".join([_code(stem), *numbers, md_text(status_text(run))]) + " |")
+    return lines + [""]
 
 
 def write_summary(profile_dir: str | os.PathLike, failures: Mapping[str, str] | None = None,
-                  run: Mapping[str, Any] | None = None) -> Path:
+                  run: Mapping[str, Any] | None = None, paper_dir: str | os.PathLike | None = None) -> Path:
     """Write ``<profile_dir>/SUMMARY.md`` (atomically) from every notebook folder of the profile.
 
     Args:
@@ -242,6 +262,8 @@ def write_summary(profile_dir: str | os.PathLike, failures: Mapping[str, str] | 
             whatever their status.json says).
         run: the current run, when one is writing: {"state": "running" | "finished" | "interrupted",
             "started": ISO time, "pending": [stems this run has not started], "resume": command}.
+        paper_dir: the tracked paper-profile outputs shown beside this profile's (default
+            paper_results.paper_results_dir(), i.e. results/paper/); not shown for the paper profile itself.
     Returns:
         The path of SUMMARY.md.
     """
@@ -252,9 +274,11 @@ def write_summary(profile_dir: str | os.PathLike, failures: Mapping[str, str] | 
                       if not p.parent.name.startswith(".")} | {profile_dir / s for s in run.get("pending") or ()},
                      key=lambda p: p.name)
     states = {f.name: _state(f.name, f, failures, run) for f in folders}
+    paper = paper_runs(paper_dir) if profile_dir.name != "paper" else None
     sections, counts = [], {}
     for folder in folders:
-        lines, count = _notebook_section(folder.name, folder, profile_dir, states[folder.name])
+        lines, count = _notebook_section(folder.name, folder, profile_dir, states[folder.name],
+                                         (paper or {}).get(folder.name))
         sections += lines
         if count is not None:
             counts[folder.name] = count
@@ -263,6 +287,7 @@ def write_summary(profile_dir: str | os.PathLike, failures: Mapping[str, str] | 
              "`results.json`). Numbers: paper = published value (— when none), ours = this run, "
              "diff = ours − paper. Claims are counted by verdict.", "", *_run_note(run)]
     lines += _overview(states, counts) if states else ["No notebook has run yet.", ""]
+    lines += _paper_overview(states, paper) if paper is not None else []
     from ..core.io import atomic_write_bytes  # imports torch: only when writing, so checks stay fast
 
     return atomic_write_bytes(profile_dir / "SUMMARY.md", ("\n".join(lines + sections).rstrip() + "\n").encode("utf-8"))
