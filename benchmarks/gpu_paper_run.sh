@@ -14,7 +14,7 @@
 #                                     --notebooks NOTEBOOK -p ...
 #
 # What it does, in the repository root of the copy the device tool sent:
-#   1. installs the carried wheels (.whl/*.whl, made here by benchmarks/gpu_wheels.sh) into /tmp/site
+#   1. installs the carried wheels (.whl/*.whl, made here by benchmarks/gpu_wheels.sh) into .site/ (inside the tree, git-ignored)
 #      (no network there; the machine's own torch, numpy, pandas, ... are used);
 #   2. keeps the checkpoint cache inside the tree, in .paper_cache/ (ROBUST_UTILS_CACHE): carry it
 #      to resume or reuse earlier chunks, and it stays on the machine between calls while it is warm;
@@ -56,9 +56,9 @@ mkdir -p "$ROBUST_UTILS_CACHE"
 exec > >(tee -a "$OUT/log.txt") 2>&1
 
 if compgen -G ".whl/*.whl" > /dev/null; then
-    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$ROOT/.site" .whl/*.whl \
         || { echo "error: installing the carried wheels failed"; exit 3; }
-    export PYTHONPATH="/tmp/site:$ROOT${PYTHONPATH:+:$PYTHONPATH}"
+    export PYTHONPATH="$ROOT/.site:$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 else
     export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
     echo "note: no .whl/*.whl carried (make them with benchmarks/gpu_wheels.sh); papermill may be missing"
