@@ -67,10 +67,18 @@ def test_the_scaling_changes_sizes_only():
     assert not is_size("width") and not is_size("mlp_widths") and not is_size("cw_lr") and is_size("cw_steps")
 
 
+@pytest.fixture(scope="module")
+def scaled_cache(tmp_path_factory):
+    """One checkpoint cache for this module's runs: notebook 06 evaluates the scaled models that the
+    runs of 01, 02, 04 and 05 trained (the same training parameters, so the same checkpoint keys)
+    instead of training them again; run alone, 06 trains them itself."""
+    return tmp_path_factory.mktemp("scaled_cache")
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("notebook", NOTEBOOKS)
-def test_paper_profile_runs_scaled(notebook, tmp_path, monkeypatch):
-    monkeypatch.setenv("ROBUST_UTILS_CACHE", str(tmp_path / "cache"))
+def test_paper_profile_runs_scaled(notebook, tmp_path, monkeypatch, scaled_cache):
+    monkeypatch.setenv("ROBUST_UTILS_CACHE", str(scaled_cache))
     monkeypatch.setenv("ROBUST_UTILS_CHECKPOINTS", str(tmp_path / "no_bundle"))
     overrides = scaled_sizes(notebook)
     if notebook == "06_adaptive_evaluation":

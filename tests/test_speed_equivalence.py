@@ -193,3 +193,55 @@ def test_graphed_pgd_on_cuda_matches_the_eager_steps(trained_lenet, sdr_net, bat
     b = new.pgd(new.eot(sdr, 4), x, y, 0.1, 0.02, 8)
     assert not torch.equal(a, b)
     assert (a - x).abs().max() <= 0.1 + 1e-6 and (b - x).abs().max() <= 0.1 + 1e-6
+
+
+class _CountingModel(torch.nn.Module):
+    """Wraps a model and counts its forward calls that record a gradient (the backward passes)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model, self.graded = model, 0
+
+    def forward(self, x):
+        self.graded += int(torch.is_grad_enabled() and x.requires_grad)
+        return self.model(x)
+
+
+@pytest.mark.parametrize("loss", [("ce", {}), ("hr", {"alpha": 2.0})])
+def test_fgsm_over_an_eps_grid_shares_one_gradient_bitwise(trained_lenet, batch, loss):
+    """On a deterministic model in eval mode, FGSM over a grid is one gradient per batch scaled to
+    every eps, bitwise equal to one call per eps (the batch-level HR loss too, same batches)."""
+    from robust_utils import evaluation
+
+    x, y = batch
+    attack, grid = new.FGSM(*loss), [0.0, 0.05, 0.1, 0.3]
+    counted = _CountingModel(trained_lenet).eval()
+    shared = evaluation.adversarial_examples_by_eps(counted, x, y, attack, grid, batch_size=20)
+    assert counted.graded == 4  # 64 images in batches of 20: one gradient per batch, not one per eps and batch
+    for e in grid:
+        assert torch.equal(shared[e], evaluation.adversarial_examples(trained_lenet, x, y, attack, e, 20)), e
+    assert shared[0.0] is x
+    per_eps = evaluation.correct_by_eps(trained_lenet, x, y, attack, grid, batch_size=20)
+    assert all(torch.equal(per_eps[e], (evaluation.predict(trained_lenet, shared[e]) == y).float()) for e in grid)
+
+
+def test_fgsm_over_an_eps_grid_on_a_random_or_training_model_runs_once_per_eps(sdr_net, trained_lenet, batch):
+    """A random model gets one draw per eps, in the order of separate calls (the same numbers from
+    the same seed); a model in train mode is attacked once per eps. Sharing one draw would differ."""
+    from robust_utils import evaluation
+
+    x, y = batch
+    grid = [0.1, 0.2]
+    torch.manual_seed(3)
+    by_eps = evaluation.correct_by_eps(sdr_net, x, y, new.FGSM(), grid, passes=2)
+    torch.manual_seed(3)
+    separate = {}
+    for e in grid:
+        x_adv = evaluation.adversarial_examples(sdr_net, x, y, new.FGSM(), e)
+        separate[e] = torch.stack([evaluation.predict(sdr_net, x_adv) == y for _ in range(2)]).float().mean(0)
+    assert all(torch.equal(by_eps[e], separate[e]) for e in grid)
+    torch.manual_seed(3)
+    assert not torch.equal(new.fgsm(sdr_net, x, y, 1.0), new.fgsm(sdr_net, x, y, 1.0))  # two draws, two directions
+    counted = _CountingModel(copy.deepcopy(trained_lenet)).train()
+    evaluation.adversarial_examples_by_eps(counted, x, y, new.FGSM(), grid, batch_size=64)
+    assert counted.graded == 2

@@ -15,11 +15,11 @@ writes ``evaluation.accuracy(...)``.
 
 from .metrics import StochasticAccuracy, accuracy, confusion_matrix, identity_gap, predict, stochastic_accuracy
 from .minimal import MinimalPerturbation, minimal_perturbation, rho_adv
-from .robustness import (RobustAccuracyMonitor, accuracy_table, adversarial_examples, attack_accuracy, correct_by_eps,
-                         robust_accuracy, run_attack, within_budget)
+from .robustness import (RobustAccuracyMonitor, accuracy_table, adversarial_examples, adversarial_examples_by_eps,
+                         attack_accuracy, correct_by_eps, robust_accuracy, run_attack, within_budget)
 from .sanity import sanity_checks
 
 __all__ = ["StochasticAccuracy", "accuracy", "confusion_matrix", "identity_gap", "predict", "stochastic_accuracy",
            "MinimalPerturbation", "minimal_perturbation", "rho_adv", "RobustAccuracyMonitor", "accuracy_table",
-           "adversarial_examples", "attack_accuracy", "correct_by_eps", "robust_accuracy", "run_attack", "within_budget",
+           "adversarial_examples", "adversarial_examples_by_eps", "attack_accuracy", "correct_by_eps", "robust_accuracy", "run_attack", "within_budget",
            "sanity_checks"]

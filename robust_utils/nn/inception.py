@@ -46,6 +46,8 @@ import math
 import torch
 from torch import nn
 
+from .pooling import MaxPool2d
+
 # Paper 000's published values (appendix, Listing 1: the torchinfo summary for one 1x28x28 image).
 PAPER_PARAMETERS = 5_984_810
 PAPER_MULT_ADDS = 28.79e6
@@ -91,7 +93,7 @@ class InceptionModule(nn.Module):
         self.branch1 = _conv_relu(in_channels, ch1x1, 1)
         self.branch2 = nn.Sequential(_conv_relu(in_channels, ch3x3red, 1), _conv_relu(ch3x3red, ch3x3, 3))
         self.branch3 = nn.Sequential(_conv_relu(in_channels, ch5x5red, 1), _conv_relu(ch5x5red, ch5x5, 5))
-        self.branch4 = nn.Sequential(nn.MaxPool2d(3, stride=1, padding=1), _conv_relu(in_channels, pool_proj, 1))
+        self.branch4 = nn.Sequential(MaxPool2d(3, stride=1, padding=1), _conv_relu(in_channels, pool_proj, 1))
         self.out_channels = ch1x1 + ch3x3 + ch5x5 + pool_proj
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -143,11 +145,11 @@ class InceptionMnist(nn.Module):
             return max(1, int(math.floor(width * c + 0.5)))
 
         stem = scaled(STEM_CHANNELS)
-        layers: list[nn.Module] = [_conv_relu(in_channels, stem, 3), nn.MaxPool2d(3, stride=2, padding=1)]
+        layers: list[nn.Module] = [_conv_relu(in_channels, stem, 3), MaxPool2d(3, stride=2, padding=1)]
         cin = stem
         for i, spec in enumerate(INCEPTION_SPECS):
             if i == 2:
-                layers.append(nn.MaxPool2d(3, stride=2, padding=1))  # 14x14 -> 7x7
+                layers.append(MaxPool2d(3, stride=2, padding=1))  # 14x14 -> 7x7
             module = InceptionModule(cin, *(scaled(c) for c in spec))
             layers.append(module)
             cin = module.out_channels

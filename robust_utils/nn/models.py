@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from .layers import make_linear
+from .pooling import MaxPool2d
 from .lwta import make_activation
 from .inception import InceptionMnist
 from .resnets import CifarResNet, WideResNet
@@ -81,8 +82,8 @@ class MnistCNN(nn.Module):
         c1, c2 = channels
         pad = kernel_size // 2
         self.features = nn.Sequential(
-            nn.Conv2d(in_channels, c1, kernel_size, padding=pad), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(c1, c2, kernel_size, padding=pad), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(in_channels, c1, kernel_size, padding=pad), nn.ReLU(), MaxPool2d(2),
+            nn.Conv2d(c1, c2, kernel_size, padding=pad), nn.ReLU(), MaxPool2d(2),
         )
         side = image_size // 4
         self.classifier = nn.Sequential(
@@ -113,8 +114,8 @@ class LeNet5(nn.Module):
         super().__init__()
         c1, c2 = channels
         self.features = nn.Sequential(
-            nn.Conv2d(in_channels, c1, 5, padding=first_padding), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(c1, c2, 5), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(in_channels, c1, 5, padding=first_padding), nn.ReLU(), MaxPool2d(2),
+            nn.Conv2d(c1, c2, 5), nn.ReLU(), MaxPool2d(2),
         )
         side = ((image_size + 2 * first_padding - 4) // 2 - 4) // 2
         layers: list[nn.Module] = [nn.Flatten()]
