@@ -21,5 +21,5 @@ from .sanity import sanity_checks
 
 __all__ = ["StochasticAccuracy", "accuracy", "confusion_matrix", "identity_gap", "predict", "stochastic_accuracy",
            "MinimalPerturbation", "minimal_perturbation", "rho_adv", "RobustAccuracyMonitor", "accuracy_table",
-           "adversarial_examples", "adversarial_examples_by_eps", "attack_accuracy", "correct_by_eps", "robust_accuracy", "run_attack", "within_budget",
-           "sanity_checks"]
+           "adversarial_examples", "adversarial_examples_by_eps", "attack_accuracy", "correct_by_eps", "robust_accuracy",
+           "run_attack", "within_budget", "sanity_checks"]
