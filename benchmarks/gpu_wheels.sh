@@ -10,7 +10,7 @@
 # versions installed in this project's environment (.venv, the pins of pyproject.toml), and
 # downloads their wheels for CPython 3.12 on manylinux x86-64 into WHEEL_DIR. Name WHEEL_DIR in
 # the device tool's `carry`; benchmarks/gpu_paper_run.sh installs them with
-#   python3 -m pip install --no-index --no-deps --target /tmp/site WHEEL_DIR/*.whl
+#   python3 -m pip install --no-index --no-deps --target .site WHEEL_DIR/*.whl
 # The packages the GPU image already has (its list: the device tool's KINDS.md) are never
 # downloaded: two versions of one package break the install there.
 set -euo pipefail
